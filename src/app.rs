@@ -1,0 +1,109 @@
+//! The Loco application: routes, start-up checks, background tasks and shutdown.
+
+use std::{net::SocketAddr, path::Path, sync::Arc};
+
+use async_trait::async_trait;
+use axum::Router as AxumRouter;
+use loco_rs::{
+    app::{AppContext, Hooks},
+    bgworker::{BackgroundWorker, Queue},
+    boot::{create_app, shutdown_signal, BootResult, ServeParams, StartMode},
+    config::Config,
+    controller::AppRoutes,
+    db::truncate_table,
+    environment::Environment,
+    task::Tasks,
+    Error, Result,
+};
+use migration::Migrator;
+
+use crate::{
+    auth::{revocations, AuthState},
+    controllers,
+    models::_entities::{api_keys, sessions, users},
+    settings::Settings,
+    tasks,
+    workers::last_used::{self, LastUsedWorker},
+};
+
+pub struct App;
+
+#[async_trait]
+impl Hooks for App {
+    fn app_name() -> &'static str {
+        env!("CARGO_CRATE_NAME")
+    }
+
+    async fn boot(mode: StartMode, environment: &Environment, config: Config) -> Result<BootResult> {
+        create_app::<Self, Migrator>(mode, environment, config).await
+    }
+
+    /// Checks the settings (production refuses weak secrets) and builds the
+    /// credential layer's state, before anything can serve a request.
+    async fn after_context(ctx: AppContext) -> Result<AppContext> {
+        let settings = Settings::from_config(ctx.config.settings.as_ref())
+            .and_then(|settings| settings.resolve(&ctx.environment))
+            .map_err(Error::Message)?;
+        let state = AuthState::new(settings).map_err(Error::Message)?;
+        ctx.shared_store.insert(Arc::new(state));
+        Ok(ctx)
+    }
+
+    /// Unknown routes and wrong methods answer in the API's error shape.
+    async fn before_routes(_ctx: &AppContext) -> Result<AxumRouter<AppContext>> {
+        Ok(AxumRouter::new()
+            .fallback(controllers::route_not_found)
+            .method_not_allowed_fallback(controllers::method_not_allowed))
+    }
+
+    fn routes(_ctx: &AppContext) -> AppRoutes {
+        AppRoutes::empty()
+            .add_route(controllers::auth::routes())
+            .add_route(controllers::keys::routes())
+            .add_route(controllers::protected::routes())
+            .add_route(controllers::health::routes())
+            .add_route(controllers::docs::routes())
+    }
+
+    /// Serves until SIGINT/SIGTERM, then writes the last-used times still in
+    /// memory: after the server has stopped taking requests, so none is lost.
+    /// (Loco's `on_shutdown` runs before in-flight requests finish.)
+    async fn serve(app: AxumRouter, ctx: &AppContext, params: &ServeParams) -> Result<()> {
+        let state = AuthState::of(ctx).map_err(|err| Error::Message(err.to_string()))?;
+        last_used::spawn_ticker(ctx, state.clone());
+        revocations::spawn_listener(ctx, state.clone());
+
+        let listener =
+            tokio::net::TcpListener::bind(format!("{}:{}", params.binding, params.port)).await?;
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+
+        let flushed = last_used::flush_now(ctx, &state).await?;
+        tracing::info!(keys = flushed, "last-used times flushed at shutdown");
+        Ok(())
+    }
+
+    async fn connect_workers(ctx: &AppContext, queue: &Queue) -> Result<()> {
+        queue.register(LastUsedWorker::build(ctx)).await?;
+        Ok(())
+    }
+
+    fn register_tasks(tasks: &mut Tasks) {
+        tasks.register(tasks::users::SetUserActive { active: false });
+        tasks.register(tasks::users::SetUserActive { active: true });
+        tasks.register(tasks::keys::RevokeKey);
+        tasks.register(tasks::keys::PruneKeys);
+    }
+
+    async fn truncate(ctx: &AppContext) -> Result<()> {
+        truncate_table(&ctx.db, api_keys::Entity).await?;
+        truncate_table(&ctx.db, sessions::Entity).await?;
+        truncate_table(&ctx.db, users::Entity).await?;
+        Ok(())
+    }
+
+    async fn seed(_ctx: &AppContext, _base: &Path) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,64 @@
+//! The credential layer: everything that turns a password, a token or a key into
+//! a principal, and everything that makes a credential stop working.
+
+pub mod api_key;
+pub mod cache;
+pub mod extract;
+pub mod last_used;
+pub mod password;
+pub mod revocations;
+pub mod session;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use loco_rs::app::AppContext;
+
+use crate::{error::ApiError, settings::Resolved};
+use cache::VerificationCache;
+use last_used::LastUsed;
+use password::PasswordHasher;
+use tokens::TokenKeys;
+
+/// The state the credential layer shares across requests, built once at start-up
+/// and kept in Loco's shared store.
+pub struct AuthState {
+    pub settings: Resolved,
+    pub tokens: TokenKeys,
+    pub passwords: PasswordHasher,
+    pub cache: VerificationCache,
+    pub last_used: LastUsed,
+}
+
+impl AuthState {
+    /// # Errors
+    /// When the bcrypt cost is out of range.
+    pub fn new(settings: Resolved) -> Result<Self, String> {
+        Ok(Self {
+            tokens: TokenKeys::new(
+                &settings.access_secret,
+                &settings.refresh_secret,
+                settings.access_ttl,
+            ),
+            passwords: PasswordHasher::new(settings.bcrypt_cost)
+                .map_err(|err| format!("settings.bcrypt_cost: {err}"))?,
+            cache: VerificationCache::new(
+                settings.cache_max_entries,
+                settings.cache_ttl,
+                settings.cache_negative_ttl,
+            ),
+            last_used: LastUsed::default(),
+            settings,
+        })
+    }
+
+    /// The state of a booted app.
+    ///
+    /// # Errors
+    /// Only if the app was booted without `App::after_context`, a bug.
+    pub fn of(ctx: &AppContext) -> Result<Arc<Self>, ApiError> {
+        ctx.shared_store
+            .get::<Arc<Self>>()
+            .ok_or_else(|| ApiError::internal("AuthState missing from the shared store"))
+    }
+}

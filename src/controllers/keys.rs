@@ -1,0 +1,136 @@
+//! `/keys`: a signed-in user creates, lists and revokes their API keys.
+
+use axum::{extract::State, http::StatusCode, Json};
+use chrono::{DateTime, Utc};
+use loco_rs::{app::AppContext, controller::Routes};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{validation_failed, ApiJson, ApiPath};
+use crate::{
+    auth::{api_key::KeyHash, cache::Revocation, extract::UserAuth, revocations, AuthState},
+    error::{ApiResult, ErrorBody},
+    models::{api_keys, users::parse_name},
+    views::{
+        keys::{CreatedKeyResponse, KeyView},
+        MessageResponse,
+    },
+};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateKeyRequest {
+    /// 1 to 100 characters, trimmed; unique among the user's active keys.
+    #[schema(example = "billing-service")]
+    pub name: String,
+    /// RFC 3339, in the future. Without it the key does not expire.
+    #[schema(example = "2030-01-01T00:00:00Z")]
+    pub expires_at: Option<String>,
+}
+
+fn parse_expires_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let at = DateTime::parse_from_rfc3339(text.trim())
+        .map_err(|_| "expiresAt must be an RFC 3339 date-time, e.g. 2030-01-01T00:00:00Z".to_string())?
+        .with_timezone(&Utc);
+    if at <= now {
+        return Err("expiresAt must be in the future".into());
+    }
+    Ok(at)
+}
+
+/// Creates a key. The response is the only time the key is shown.
+#[utoipa::path(post, path = "/keys/create", tag = "keys", request_body = CreateKeyRequest,
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 201, body = CreatedKeyResponse),
+        (status = 400, description = "Bad name or expiresAt", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 409, description = "Name in use by an active key, or too many active keys", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(ctx): State<AppContext>,
+    UserAuth(principal): UserAuth,
+    ApiJson(body): ApiJson<CreateKeyRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedKeyResponse>)> {
+    let state = AuthState::of(&ctx)?;
+    let name = parse_name("name", &body.name);
+    let expires_at = body
+        .expires_at
+        .as_deref()
+        .map(|text| parse_expires_at(text, Utc::now()))
+        .transpose();
+    let new_key = match (name, expires_at) {
+        (Ok(name), Ok(expires_at)) => api_keys::NewKey { name, expires_at },
+        (name, expires_at) => return Err(validation_failed([name.err(), expires_at.err()])),
+    };
+    let (model, key) = api_keys::create(
+        &ctx.db,
+        principal.user_id,
+        new_key,
+        state.settings.max_active_keys,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(CreatedKeyResponse::new(model, &key))))
+}
+
+/// The caller's keys, newest first. Never the key itself.
+#[utoipa::path(get, path = "/keys", tag = "keys", security(("bearerAuth" = [])),
+    responses(
+        (status = 200, body = Vec<KeyView>),
+        (status = 401, body = ErrorBody),
+    ))]
+pub async fn list(
+    State(ctx): State<AppContext>,
+    UserAuth(principal): UserAuth,
+) -> ApiResult<Json<Vec<KeyView>>> {
+    let keys = api_keys::list(&ctx.db, principal.user_id).await?;
+    Ok(Json(keys.into_iter().map(KeyView::from).collect()))
+}
+
+/// Revokes one of the caller's keys; it stops working at once, on every instance.
+#[utoipa::path(delete, path = "/keys/{id}", tag = "keys", security(("bearerAuth" = [])),
+    params(("id" = Uuid, Path, description = "The key's id")),
+    responses(
+        (status = 200, body = MessageResponse),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such key among the caller's", body = ErrorBody),
+    ))]
+pub async fn revoke(
+    State(ctx): State<AppContext>,
+    UserAuth(principal): UserAuth,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<MessageResponse>> {
+    let state = AuthState::of(&ctx)?;
+    let key = api_keys::revoke(&ctx.db, id, Some(principal.user_id)).await?;
+    revocations::publish(&ctx, &state, Revocation::Key(KeyHash(key.key_hash))).await?;
+    Ok(Json(MessageResponse {
+        message: "API key revoked successfully",
+    }))
+}
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .add("/keys", axum::routing::get(list))
+        .add("/keys/create", axum::routing::post(create))
+        .add("/keys/{id}", axum::routing::delete(revoke))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_at_must_be_rfc3339_in_the_future() {
+        let now = Utc::now();
+        assert!(parse_expires_at("2999-01-01T00:00:00Z", now).is_ok());
+        assert!(parse_expires_at("2999-01-01T00:00:00+02:00", now).is_ok());
+        assert_eq!(
+            parse_expires_at("2000-01-01T00:00:00Z", now).unwrap_err(),
+            "expiresAt must be in the future"
+        );
+        assert!(parse_expires_at("tomorrow", now).is_err());
+        assert!(parse_expires_at("2999-01-01", now).is_err());
+    }
+}

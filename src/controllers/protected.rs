@@ -1,0 +1,49 @@
+//! `/protected`: the three guards, one route each, with the old service's messages.
+
+use axum::Json;
+use loco_rs::controller::Routes;
+
+use crate::{
+    auth::extract::{AnyAuth, ServiceAuth, UserAuth},
+    error::ErrorBody,
+    views::protected::ProtectedResponse,
+};
+
+/// Users only: a Bearer access token.
+#[utoipa::path(get, path = "/protected/user-only", tag = "protected", security(("bearerAuth" = [])),
+    responses((status = 200, body = ProtectedResponse), (status = 401, body = ErrorBody)))]
+pub async fn user_only(UserAuth(principal): UserAuth) -> Json<ProtectedResponse> {
+    Json(ProtectedResponse::for_user(
+        "This route is accessible only with user JWT token",
+        principal,
+    ))
+}
+
+/// Services only: an `x-api-key`.
+#[utoipa::path(get, path = "/protected/service-only", tag = "protected", security(("apiKey" = [])),
+    responses((status = 200, body = ProtectedResponse), (status = 401, body = ErrorBody)))]
+pub async fn service_only(ServiceAuth(principal): ServiceAuth) -> Json<ProtectedResponse> {
+    Json(ProtectedResponse::for_service(
+        "This route is accessible only with API key",
+        principal,
+    ))
+}
+
+/// Either; an `x-api-key` header, when present, decides.
+#[utoipa::path(get, path = "/protected/flexible", tag = "protected",
+    security(("bearerAuth" = []), ("apiKey" = [])),
+    responses((status = 200, body = ProtectedResponse), (status = 401, body = ErrorBody)))]
+pub async fn flexible(auth: AnyAuth) -> Json<ProtectedResponse> {
+    Json(ProtectedResponse::for_any(
+        "This route accepts both user JWT and API key",
+        auth,
+    ))
+}
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .prefix("/protected")
+        .add("/user-only", axum::routing::get(user_only))
+        .add("/service-only", axum::routing::get(service_only))
+        .add("/flexible", axum::routing::get(flexible))
+}

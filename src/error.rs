@@ -1,0 +1,232 @@
+//! One error type for the whole API. Each variant knows its status; every failure,
+//! axum's own rejections included, is answered in the old service's JSON shape
+//! `{statusCode, error, message}`.
+
+use axum::{
+    extract::rejection::{JsonRejection, PathRejection},
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use sea_orm::DbErr;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The challenge a 401 carries, so a client knows which credential the route wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    Bearer,
+    ApiKey,
+}
+
+impl Challenge {
+    const fn header_value(self) -> &'static str {
+        match self {
+            Self::Bearer => "Bearer realm=\"authgate\"",
+            Self::ApiKey => "ApiKey realm=\"authgate\", header=\"x-api-key\"",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Input that failed validation: one message per problem.
+    #[error("validation failed")]
+    Validation(Vec<String>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{message}")]
+    Unauthorized {
+        message: &'static str,
+        challenge: Challenge,
+    },
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("server busy")]
+    Busy { retry_after_secs: u64 },
+    #[error("route not found")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A real server fault. The cause is logged, never shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    #[schema(example = 401)]
+    pub status_code: u16,
+    #[schema(example = "Unauthorized")]
+    pub error: String,
+    /// A sentence, or for validation errors one sentence per problem.
+    #[schema(value_type = Object)]
+    pub message: serde_json::Value,
+}
+
+impl ApiError {
+    pub const fn unauthorized(message: &'static str) -> Self {
+        Self::Unauthorized {
+            message,
+            challenge: Challenge::Bearer,
+        }
+    }
+
+    pub const fn invalid_api_key() -> Self {
+        Self::Unauthorized {
+            message: "Invalid or missing API key",
+            challenge: Challenge::ApiKey,
+        }
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn message(&self) -> serde_json::Value {
+        match self {
+            Self::Validation(problems) => serde_json::json!(problems),
+            Self::BadRequest(message) | Self::Conflict(message) => serde_json::json!(message),
+            Self::Unauthorized { message, .. } | Self::NotFound(message) => {
+                serde_json::json!(message)
+            }
+            Self::PayloadTooLarge => serde_json::json!("Request body exceeds 64 KiB"),
+            Self::TooManyRequests { .. } => serde_json::json!("Too many requests, try again later"),
+            Self::Busy { .. } => serde_json::json!("Server busy, try again shortly"),
+            Self::RouteNotFound => serde_json::json!("Route not found"),
+            Self::MethodNotAllowed => serde_json::json!("Method not allowed on this route"),
+            Self::Internal(_) => serde_json::json!("Internal server error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(error = %cause, "request failed with an internal error");
+        }
+        let status = self.status();
+        let body = ErrorBody {
+            status_code: status.as_u16(),
+            error: status.canonical_reason().unwrap_or("Error").to_string(),
+            message: self.message(),
+        };
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        match self {
+            Self::Unauthorized { challenge, .. } => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge.header_value()),
+                );
+            }
+            Self::TooManyRequests { retry_after_secs } | Self::Busy { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<DbErr> for ApiError {
+    fn from(err: DbErr) -> Self {
+        Self::internal(err)
+    }
+}
+
+impl From<loco_rs::Error> for ApiError {
+    fn from(err: loco_rs::Error) -> Self {
+        Self::internal(err)
+    }
+}
+
+/// Bad JSON, a wrong content type or an oversized body: never a 500, and the
+/// message names the problem without echoing the body (which may hold a password).
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(err) => Self::BadRequest(data_error_message(&err.body_text())),
+            JsonRejection::JsonSyntaxError(_) => Self::BadRequest("Malformed JSON body".into()),
+            JsonRejection::MissingJsonContentType(_) => {
+                Self::BadRequest("Content-Type must be application/json".into())
+            }
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            _ => Self::BadRequest("Could not read the request body".into()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(_: PathRejection) -> Self {
+        Self::BadRequest("Malformed id in path".into())
+    }
+}
+
+/// serde's message for a body of the wrong shape, minus axum's prefix and any
+/// quoted value serde may have copied from the input.
+fn data_error_message(body_text: &str) -> String {
+    let text = body_text
+        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+        .unwrap_or(body_text);
+    let text = text.split(" at line ").next().unwrap_or(text);
+    match text.find(": invalid type: string \"") {
+        Some(pos) => format!("{}: invalid type: string", &text[..pos]),
+        None if text.starts_with("invalid type: string \"") => "invalid type: string".into(),
+        None => text.to_string(),
+    }
+}
+
+/// Converts a unique-constraint violation into the conflict it means, at one place.
+pub fn on_unique_violation(err: DbErr, conflict: &str) -> ApiError {
+    match err.sql_err() {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => ApiError::Conflict(conflict.into()),
+        _ => ApiError::from(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_errors_do_not_echo_string_values() {
+        let message = data_error_message(
+            "Failed to deserialize the JSON body into the target type: rateLimit: invalid type: string \"hunter22\", expected struct RateLimit at line 1 column 40",
+        );
+        assert_eq!(message, "rateLimit: invalid type: string");
+        assert!(!message.contains("hunter22"));
+    }
+
+    #[test]
+    fn unknown_field_message_names_the_field() {
+        let message = data_error_message(
+            "Failed to deserialize the JSON body into the target type: unknown field `admin`, expected `email` at line 1 column 8",
+        );
+        assert_eq!(message, "unknown field `admin`, expected `email`");
+    }
+}

@@ -1,0 +1,9 @@
+pub mod app;
+pub mod auth;
+pub mod controllers;
+pub mod error;
+pub mod models;
+pub mod settings;
+pub mod tasks;
+pub mod views;
+pub mod workers;

@@ -1,0 +1,194 @@
+//! API keys: created and revoked by their owner, looked up by the SHA-256 of the key.
+//! Revoking keeps the row for audit; pruning deletes rows long dead.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    entity::prelude::*,
+    sea_query::{CaseStatement, Expr, ExprTrait, Query},
+    ActiveValue::Set,
+    Condition, QueryFilter, QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+pub use super::_entities::api_keys::{self, ActiveModel, Entity, Model};
+
+impl ActiveModelBehavior for ActiveModel {}
+use super::_entities::users;
+use crate::{
+    auth::{
+        api_key::{ApiKey, KeyHash},
+        cache::KeyRecord,
+    },
+    error::{on_unique_violation, ApiError},
+};
+
+/// What a new key is made of, checked by the controller.
+pub struct NewKey {
+    pub name: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Creates a key for `user_id` and returns its row with the key itself, which is
+/// not stored and cannot be recovered afterwards.
+///
+/// # Errors
+/// `Conflict` when the name is taken by an active key or the user holds
+/// `max_active` keys already.
+pub async fn create(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    new: NewKey,
+    max_active: u64,
+) -> Result<(Model, ApiKey), ApiError> {
+    let active = Entity::find()
+        .filter(api_keys::Column::UserId.eq(user_id))
+        .filter(api_keys::Column::RevokedAt.is_null())
+        .count(db)
+        .await?;
+    if active >= max_active {
+        return Err(ApiError::Conflict(format!(
+            "Limit of {max_active} active API keys reached; revoke one first"
+        )));
+    }
+    let key = ApiKey::generate().map_err(ApiError::internal)?;
+    let now = Utc::now().fixed_offset();
+    let model = ActiveModel {
+        id: Set(Uuid::new_v4()),
+        user_id: Set(user_id),
+        key_hash: Set(key.hash().0),
+        prefix: Set(key.display_prefix().to_string()),
+        name: Set(new.name),
+        is_active: Set(true),
+        expires_at: Set(new.expires_at.map(|at| at.fixed_offset())),
+        last_used_at: Set(None),
+        revoked_at: Set(None),
+        rate_limit_requests: Set(None),
+        rate_limit_per_seconds: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await
+    .map_err(|err| on_unique_violation(err, "An active API key with this name already exists"))?;
+    Ok((model, key))
+}
+
+/// The user's keys, newest first.
+///
+/// # Errors
+/// Database errors.
+pub async fn list(db: &DatabaseConnection, user_id: Uuid) -> Result<Vec<Model>, DbErr> {
+    Entity::find()
+        .filter(api_keys::Column::UserId.eq(user_id))
+        .order_by_desc(api_keys::Column::CreatedAt)
+        .order_by_desc(api_keys::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Revokes a key, if `owner` (when given) owns it. Revoking twice is harmless.
+///
+/// # Errors
+/// `NotFound` for an unknown key or one of another user.
+pub async fn revoke(
+    db: &DatabaseConnection,
+    key_id: Uuid,
+    owner: Option<Uuid>,
+) -> Result<Model, ApiError> {
+    let mut query = Entity::find_by_id(key_id);
+    if let Some(owner) = owner {
+        query = query.filter(api_keys::Column::UserId.eq(owner));
+    }
+    let key = query.one(db).await?.ok_or(ApiError::NotFound("API key not found"))?;
+    if key.revoked_at.is_some() {
+        return Ok(key);
+    }
+    let now = Utc::now().fixed_offset();
+    let mut key: ActiveModel = key.into();
+    key.is_active = Set(false);
+    key.revoked_at = Set(Some(now));
+    key.updated_at = Set(now);
+    Ok(key.update(db).await?)
+}
+
+/// What the key guard needs to know of a key, in one indexed query.
+///
+/// # Errors
+/// Database errors.
+pub async fn load_record(db: &DatabaseConnection, hash: &KeyHash) -> Result<Option<KeyRecord>, DbErr> {
+    let row: Option<(Uuid, Uuid, bool, Option<DateTimeWithTimeZone>, String, bool)> = Entity::find()
+        .select_only()
+        .column(api_keys::Column::Id)
+        .column(api_keys::Column::UserId)
+        .column(api_keys::Column::IsActive)
+        .column(api_keys::Column::ExpiresAt)
+        .column(users::Column::Email)
+        .column(users::Column::IsActive)
+        .inner_join(users::Entity)
+        .filter(api_keys::Column::KeyHash.eq(hash.0.as_str()))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(row.map(|(key_id, user_id, key_active, expires_at, email, user_active)| KeyRecord {
+        key_id,
+        user_id,
+        email,
+        usable: key_active && user_active,
+        expires_at: expires_at.map(|at| at.with_timezone(&Utc)),
+    }))
+}
+
+/// Writes a batch of last-used times in one statement, never moving a time backwards.
+///
+/// # Errors
+/// Database errors.
+pub async fn record_last_used(
+    db: &DatabaseConnection,
+    batch: &HashMap<Uuid, DateTime<Utc>>,
+) -> Result<u64, DbErr> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let mut new_time = CaseStatement::new();
+    for (key_id, at) in batch {
+        new_time = new_time.case(
+            api_keys::Column::Id.eq(*key_id),
+            Expr::value(at.fixed_offset()),
+        );
+    }
+    let stored = Expr::col(api_keys::Column::LastUsedAt);
+    let keep_latest = CaseStatement::new()
+        .case(
+            Condition::any()
+                .add(stored.clone().is_null())
+                .add(stored.clone().lt(new_time.clone())),
+            new_time,
+        )
+        .finally(stored);
+    let statement = Query::update()
+        .table(api_keys::Entity)
+        .value(api_keys::Column::LastUsedAt, keep_latest)
+        .and_where(api_keys::Column::Id.is_in(batch.keys().copied()))
+        .to_owned();
+    let result = db.execute(&statement).await?;
+    Ok(result.rows_affected())
+}
+
+/// Deletes keys revoked or expired more than `days` ago.
+///
+/// # Errors
+/// Database errors.
+pub async fn prune(db: &DatabaseConnection, days: u32) -> Result<u64, DbErr> {
+    let cutoff = (Utc::now() - chrono::Duration::days(i64::from(days))).fixed_offset();
+    let result = Entity::delete_many()
+        .filter(
+            Condition::any()
+                .add(api_keys::Column::RevokedAt.lt(cutoff))
+                .add(api_keys::Column::ExpiresAt.lt(cutoff)),
+        )
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}

@@ -1,0 +1,4 @@
+pub mod _entities;
+pub mod api_keys;
+pub mod sessions;
+pub mod users;

@@ -1,0 +1,235 @@
+//! authgate's own settings: the `settings:` block of `config/{env}.yaml`, where the
+//! old service's environment variables land. Parsed and checked once, at start-up.
+
+use std::time::Duration;
+
+use loco_rs::environment::Environment;
+use serde::Deserialize;
+
+/// The secret development and test run with when none is given. Production refuses it.
+pub const DEVELOPMENT_SECRET: &str = "authgate-development-secret-do-not-use-in-production";
+const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub jwt: JwtSettings,
+    #[serde(default = "default_bcrypt_cost")]
+    pub bcrypt_cost: u32,
+    #[serde(default)]
+    pub keys: KeySettings,
+    #[serde(default)]
+    pub cache: CacheSettings,
+    #[serde(default)]
+    pub last_used: LastUsedSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSettings {
+    pub secret: String,
+    pub expires_in: String,
+    pub refresh_secret: String,
+    pub refresh_expires_in: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeySettings {
+    /// Active (not revoked) keys one user may hold.
+    pub max_active_per_user: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// Entries in each of the key and session caches.
+    pub max_entries: u64,
+    /// How long a verified credential is trusted without a database read.
+    pub ttl: String,
+    /// How long an unknown key is remembered as unknown.
+    pub negative_ttl: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LastUsedSettings {
+    /// How often recorded key uses are written to the database.
+    pub flush_interval: String,
+}
+
+const fn default_bcrypt_cost() -> u32 {
+    bcrypt::DEFAULT_COST
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self {
+            max_active_per_user: 100,
+        }
+    }
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            max_entries: 100_000,
+            ttl: "30s".into(),
+            negative_ttl: "5s".into(),
+        }
+    }
+}
+
+impl Default for LastUsedSettings {
+    fn default() -> Self {
+        Self {
+            flush_interval: "5s".into(),
+        }
+    }
+}
+
+/// Parses the old service's durations: `45s`, `15m`, `1h`, `7d`, or a number of seconds.
+///
+/// # Errors
+/// When the text is neither a number nor a duration with a unit.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text).map_err(|err| format!("`{text}` is not a duration: {err}"))
+}
+
+/// Settings with durations parsed and secrets checked: what the app runs on.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub access_secret: String,
+    pub access_ttl: Duration,
+    pub refresh_secret: String,
+    pub refresh_ttl: Duration,
+    pub bcrypt_cost: u32,
+    pub max_active_keys: u64,
+    pub cache_max_entries: u64,
+    pub cache_ttl: Duration,
+    pub cache_negative_ttl: Duration,
+    pub last_used_flush_interval: Duration,
+}
+
+impl Settings {
+    /// Reads the `settings:` block of the loaded config.
+    ///
+    /// # Errors
+    /// When the block is missing or malformed.
+    pub fn from_config(value: Option<&serde_json::Value>) -> Result<Self, String> {
+        let value = value.ok_or("config has no `settings:` block")?;
+        serde_json::from_value(value.clone()).map_err(|err| format!("config `settings:`: {err}"))
+    }
+
+    /// Parses durations and, in production, refuses missing, default or short secrets.
+    ///
+    /// # Errors
+    /// A message naming the offending environment variable.
+    pub fn resolve(self, environment: &Environment) -> Result<Resolved, String> {
+        let production = *environment == Environment::Production;
+        check_secret("JWT_SECRET", &self.jwt.secret, production)?;
+        check_secret("JWT_REFRESH_SECRET", &self.jwt.refresh_secret, production)?;
+        if self.jwt.secret == self.jwt.refresh_secret && production {
+            return Err("JWT_SECRET and JWT_REFRESH_SECRET must differ".into());
+        }
+        let duration = |name: &str, text: &str| {
+            parse_duration(text).map_err(|err| format!("{name}: {err}"))
+        };
+        Ok(Resolved {
+            access_ttl: duration("JWT_EXPIRES_IN", &self.jwt.expires_in)?,
+            refresh_ttl: duration("JWT_REFRESH_EXPIRES_IN", &self.jwt.refresh_expires_in)?,
+            access_secret: self.jwt.secret,
+            refresh_secret: self.jwt.refresh_secret,
+            bcrypt_cost: self.bcrypt_cost,
+            max_active_keys: self.keys.max_active_per_user,
+            cache_max_entries: self.cache.max_entries,
+            cache_ttl: duration("settings.cache.ttl", &self.cache.ttl)?,
+            cache_negative_ttl: duration("settings.cache.negative_ttl", &self.cache.negative_ttl)?,
+            last_used_flush_interval: duration(
+                "settings.last_used.flush_interval",
+                &self.last_used.flush_interval,
+            )?,
+        })
+    }
+}
+
+fn check_secret(variable: &str, secret: &str, production: bool) -> Result<(), String> {
+    let problem = if secret.is_empty() {
+        Some("is not set")
+    } else if secret.contains(DEVELOPMENT_SECRET) {
+        Some("is the development default")
+    } else if secret.len() < MIN_SECRET_BYTES {
+        Some("is shorter than 32 bytes")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) if production => Err(format!("{variable} {problem}; refusing to start")),
+        Some(problem) => {
+            tracing::warn!("{variable} {problem}; fine for development, refused in production");
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(secret: &str, refresh_secret: &str) -> Settings {
+        Settings {
+            jwt: JwtSettings {
+                secret: secret.into(),
+                expires_in: "1h".into(),
+                refresh_secret: refresh_secret.into(),
+                refresh_expires_in: "7d".into(),
+            },
+            bcrypt_cost: 4,
+            keys: KeySettings::default(),
+            cache: CacheSettings::default(),
+            last_used: LastUsedSettings::default(),
+        }
+    }
+
+    #[test]
+    fn durations_of_the_old_service_parse() {
+        assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("3600"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn production_refuses_missing_default_and_short_secrets() {
+        let long = "x".repeat(40);
+        let other = "y".repeat(40);
+        let cases = [
+            ("", other.as_str(), "JWT_SECRET is not set"),
+            (DEVELOPMENT_SECRET, other.as_str(), "JWT_SECRET is the development default"),
+            ("short", other.as_str(), "JWT_SECRET is shorter than 32 bytes"),
+            (long.as_str(), "", "JWT_REFRESH_SECRET is not set"),
+        ];
+        for (secret, refresh, expected) in cases {
+            let err = settings(secret, refresh)
+                .resolve(&Environment::Production)
+                .unwrap_err();
+            assert!(err.starts_with(expected), "{err}");
+        }
+        assert!(settings(&long, &other).resolve(&Environment::Production).is_ok());
+    }
+
+    #[test]
+    fn development_accepts_the_default_secret() {
+        let resolved = settings(DEVELOPMENT_SECRET, DEVELOPMENT_SECRET)
+            .resolve(&Environment::Development)
+            .unwrap();
+        assert_eq!(resolved.access_ttl, Duration::from_secs(3600));
+    }
+}

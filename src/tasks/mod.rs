@@ -1,0 +1,4 @@
+//! Admin commands: `cargo loco task <name> key:value…`.
+
+pub mod keys;
+pub mod users;

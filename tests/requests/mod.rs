@@ -1,0 +1,5 @@
+mod auth;
+mod docs;
+mod keys;
+mod protected;
+mod support;

@@ -1,0 +1,94 @@
+//! Shared steps of the request tests: a fresh app and database per test, and the
+//! calls most tests begin with.
+
+use std::future::Future;
+
+use authgate::{app::App, auth::AuthState};
+use axum::http::StatusCode;
+use axum_test::TestServer;
+use loco_rs::{app::AppContext, testing::prelude::request_with_create_db};
+use serde_json::{json, Value};
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Runs `test` against the real router on a database of its own (SQLite, or
+/// PostgreSQL when `DATABASE_URL` says so), then closes the pool so the
+/// database can be dropped.
+pub async fn with_app<F, Fut>(test: F)
+where
+    F: FnOnce(TestServer, AppContext) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    request_with_create_db::<App, _, _>(|server, ctx| async move {
+        test(server, ctx.clone()).await;
+        ctx.db.close_by_ref().await.expect("close the pool");
+    })
+    .await;
+}
+
+pub fn state(ctx: &AppContext) -> std::sync::Arc<AuthState> {
+    AuthState::of(ctx).expect("booted with AuthState")
+}
+
+/// A signed-up user's tokens and id.
+pub struct User {
+    pub id: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+pub async fn signup(server: &TestServer, email: &str) -> User {
+    let response = server
+        .post("/auth/signup")
+        .json(&json!({ "email": email, "password": PASSWORD, "name": "Ada" }))
+        .await;
+    assert_eq!(response.status_code(), StatusCode::CREATED, "{}", response.text());
+    let body: Value = response.json();
+    User {
+        id: body["user"]["id"].as_str().unwrap().to_string(),
+        access: body["accessToken"].as_str().unwrap().to_string(),
+        refresh: body["refreshToken"].as_str().unwrap().to_string(),
+    }
+}
+
+/// A created key's id and the key itself.
+pub struct Key {
+    pub id: String,
+    pub key: String,
+}
+
+pub async fn create_key(server: &TestServer, access: &str, body: Value) -> Key {
+    let response = server
+        .post("/keys/create")
+        .authorization_bearer(access)
+        .json(&body)
+        .await;
+    assert_eq!(response.status_code(), StatusCode::CREATED, "{}", response.text());
+    let body: Value = response.json();
+    Key {
+        id: body["id"].as_str().unwrap().to_string(),
+        key: body["key"].as_str().unwrap().to_string(),
+    }
+}
+
+/// Asserts the old service's error shape and returns the message.
+pub fn assert_error(response: &axum_test::TestResponse, status: StatusCode) -> Value {
+    assert_eq!(response.status_code(), status, "{}", response.text());
+    let body: Value = response.json();
+    assert_eq!(body["statusCode"], status.as_u16());
+    assert_eq!(body["error"], status.canonical_reason().unwrap());
+    if status == StatusCode::UNAUTHORIZED {
+        assert!(response.maybe_header("www-authenticate").is_some());
+    }
+    body["message"].clone()
+}
+
+/// Redacts what changes from run to run: ids, tokens, keys, timestamps.
+#[macro_export]
+macro_rules! assert_body_snapshot {
+    ($body:expr, { $($path:expr),* $(,)? }) => {
+        insta::assert_json_snapshot!($body, {
+            $($path => "[redacted]",)*
+        })
+    };
+}
