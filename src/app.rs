@@ -34,7 +34,11 @@ impl Hooks for App {
         env!("CARGO_CRATE_NAME")
     }
 
-    async fn boot(mode: StartMode, environment: &Environment, config: Config) -> Result<BootResult> {
+    async fn boot(
+        mode: StartMode,
+        environment: &Environment,
+        config: Config,
+    ) -> Result<BootResult> {
         create_app::<Self, Migrator>(mode, environment, config).await
     }
 
@@ -49,11 +53,15 @@ impl Hooks for App {
         Ok(ctx)
     }
 
-    /// Unknown routes and wrong methods answer in the API's error shape.
+    /// Unknown routes answer in the API's error shape.
     async fn before_routes(_ctx: &AppContext) -> Result<AxumRouter<AppContext>> {
-        Ok(AxumRouter::new()
-            .fallback(controllers::route_not_found)
-            .method_not_allowed_fallback(controllers::method_not_allowed))
+        Ok(AxumRouter::new().fallback(controllers::route_not_found))
+    }
+
+    /// Wrong methods too; axum sets this on the routes registered so far, so it
+    /// goes after them.
+    async fn after_routes(router: AxumRouter, _ctx: &AppContext) -> Result<AxumRouter> {
+        Ok(router.method_not_allowed_fallback(controllers::method_not_allowed))
     }
 
     fn routes(_ctx: &AppContext) -> AppRoutes {
@@ -75,9 +83,12 @@ impl Hooks for App {
 
         let listener =
             tokio::net::TcpListener::bind(format!("{}:{}", params.binding, params.port)).await?;
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
 
         let flushed = last_used::flush_now(ctx, &state).await?;
         tracing::info!(keys = flushed, "last-used times flushed at shutdown");

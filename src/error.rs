@@ -170,7 +170,9 @@ impl From<loco_rs::Error> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
-            JsonRejection::JsonDataError(err) => Self::BadRequest(data_error_message(&err.body_text())),
+            JsonRejection::JsonDataError(err) => {
+                Self::BadRequest(data_error_message(&err.body_text()))
+            }
             JsonRejection::JsonSyntaxError(_) => Self::BadRequest("Malformed JSON body".into()),
             JsonRejection::MissingJsonContentType(_) => {
                 Self::BadRequest("Content-Type must be application/json".into())

@@ -136,9 +136,8 @@ impl Settings {
         if self.jwt.secret == self.jwt.refresh_secret && production {
             return Err("JWT_SECRET and JWT_REFRESH_SECRET must differ".into());
         }
-        let duration = |name: &str, text: &str| {
-            parse_duration(text).map_err(|err| format!("{name}: {err}"))
-        };
+        let duration =
+            |name: &str, text: &str| parse_duration(text).map_err(|err| format!("{name}: {err}"));
         Ok(Resolved {
             access_ttl: duration("JWT_EXPIRES_IN", &self.jwt.expires_in)?,
             refresh_ttl: duration("JWT_REFRESH_EXPIRES_IN", &self.jwt.refresh_expires_in)?,
@@ -212,8 +211,16 @@ mod tests {
         let other = "y".repeat(40);
         let cases = [
             ("", other.as_str(), "JWT_SECRET is not set"),
-            (DEVELOPMENT_SECRET, other.as_str(), "JWT_SECRET is the development default"),
-            ("short", other.as_str(), "JWT_SECRET is shorter than 32 bytes"),
+            (
+                DEVELOPMENT_SECRET,
+                other.as_str(),
+                "JWT_SECRET is the development default",
+            ),
+            (
+                "short",
+                other.as_str(),
+                "JWT_SECRET is shorter than 32 bytes",
+            ),
             (long.as_str(), "", "JWT_REFRESH_SECRET is not set"),
         ];
         for (secret, refresh, expected) in cases {
@@ -222,7 +229,9 @@ mod tests {
                 .unwrap_err();
             assert!(err.starts_with(expected), "{err}");
         }
-        assert!(settings(&long, &other).resolve(&Environment::Production).is_ok());
+        assert!(settings(&long, &other)
+            .resolve(&Environment::Production)
+            .is_ok());
     }
 
     #[test]

@@ -26,9 +26,22 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(Users::Email).string().not_null())
                 .col(ColumnDef::new(Users::Password).string().not_null())
                 .col(ColumnDef::new(Users::Name).string())
-                .col(ColumnDef::new(Users::IsActive).boolean().not_null().default(true))
-                .col(ColumnDef::new(Users::CreatedAt).timestamp_with_time_zone().not_null())
-                .col(ColumnDef::new(Users::UpdatedAt).timestamp_with_time_zone().not_null())
+                .col(
+                    ColumnDef::new(Users::IsActive)
+                        .boolean()
+                        .not_null()
+                        .default(true),
+                )
+                .col(
+                    ColumnDef::new(Users::CreatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Users::UpdatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
                 .to_owned(),
         )
         .await?;
@@ -41,6 +54,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table(Users::Table).to_owned()).await
+        m.drop_table(Table::drop().table(Users::Table).to_owned())
+            .await
     }
 }

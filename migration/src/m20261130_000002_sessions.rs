@@ -33,9 +33,17 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(Sessions::Id).uuid().not_null().primary_key())
                 .col(ColumnDef::new(Sessions::UserId).uuid().not_null())
                 .col(ColumnDef::new(Sessions::RefreshHash).string().not_null())
-                .col(ColumnDef::new(Sessions::ExpiresAt).timestamp_with_time_zone().not_null())
+                .col(
+                    ColumnDef::new(Sessions::ExpiresAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Sessions::RevokedAt).timestamp_with_time_zone())
-                .col(ColumnDef::new(Sessions::CreatedAt).timestamp_with_time_zone().not_null())
+                .col(
+                    ColumnDef::new(Sessions::CreatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
                 .col(ColumnDef::new(Sessions::LastRefreshedAt).timestamp_with_time_zone())
                 .col(ColumnDef::new(Sessions::UserAgent).string())
                 .col(ColumnDef::new(Sessions::Ip).string())
@@ -60,6 +68,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table(Sessions::Table).to_owned()).await
+        m.drop_table(Table::drop().table(Sessions::Table).to_owned())
+            .await
     }
 }

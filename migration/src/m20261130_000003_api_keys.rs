@@ -36,17 +36,35 @@ impl MigrationTrait for Migration {
                 .table(ApiKeys::Table)
                 .col(ColumnDef::new(ApiKeys::Id).uuid().not_null().primary_key())
                 .col(ColumnDef::new(ApiKeys::UserId).uuid().not_null())
-                .col(ColumnDef::new(ApiKeys::KeyHash).string().not_null().unique_key())
+                .col(
+                    ColumnDef::new(ApiKeys::KeyHash)
+                        .string()
+                        .not_null()
+                        .unique_key(),
+                )
                 .col(ColumnDef::new(ApiKeys::Prefix).string().not_null())
                 .col(ColumnDef::new(ApiKeys::Name).string().not_null())
-                .col(ColumnDef::new(ApiKeys::IsActive).boolean().not_null().default(true))
+                .col(
+                    ColumnDef::new(ApiKeys::IsActive)
+                        .boolean()
+                        .not_null()
+                        .default(true),
+                )
                 .col(ColumnDef::new(ApiKeys::ExpiresAt).timestamp_with_time_zone())
                 .col(ColumnDef::new(ApiKeys::LastUsedAt).timestamp_with_time_zone())
                 .col(ColumnDef::new(ApiKeys::RevokedAt).timestamp_with_time_zone())
                 .col(ColumnDef::new(ApiKeys::RateLimitRequests).integer())
                 .col(ColumnDef::new(ApiKeys::RateLimitPerSeconds).integer())
-                .col(ColumnDef::new(ApiKeys::CreatedAt).timestamp_with_time_zone().not_null())
-                .col(ColumnDef::new(ApiKeys::UpdatedAt).timestamp_with_time_zone().not_null())
+                .col(
+                    ColumnDef::new(ApiKeys::CreatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(ApiKeys::UpdatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
                 .foreign_key(
                     ForeignKey::create()
                         .name("fk-api_keys-user_id-to-users")
@@ -69,6 +87,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table(ApiKeys::Table).to_owned()).await
+        m.drop_table(Table::drop().table(ApiKeys::Table).to_owned())
+            .await
     }
 }

@@ -56,7 +56,10 @@ impl ApiKey {
         if text.len() != KEY_LEN {
             return Err(KeyFormatError::Length);
         }
-        if !hex_part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if !hex_part
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(KeyFormatError::NotLowercaseHex);
         }
         let mut bytes = [0u8; KEY_BYTES];
@@ -108,13 +111,19 @@ mod tests {
         let key = ApiKey::generate().unwrap();
         let other = key.reveal().replacen("sk_", "pk_", 1);
         assert_eq!(ApiKey::parse(&other), Err(KeyFormatError::Prefix));
-        assert_eq!(ApiKey::parse(&key.reveal()[3..]), Err(KeyFormatError::Prefix));
+        assert_eq!(
+            ApiKey::parse(&key.reveal()[3..]),
+            Err(KeyFormatError::Prefix)
+        );
     }
 
     #[test]
     fn bad_length_is_refused() {
         let key = ApiKey::generate().unwrap();
-        assert_eq!(ApiKey::parse(&key.reveal()[..66]), Err(KeyFormatError::Length));
+        assert_eq!(
+            ApiKey::parse(&key.reveal()[..66]),
+            Err(KeyFormatError::Length)
+        );
         assert_eq!(
             ApiKey::parse(&format!("{}0", key.reveal())),
             Err(KeyFormatError::Length)
@@ -126,7 +135,11 @@ mod tests {
     fn uppercase_is_refused() {
         let key = ApiKey::generate().unwrap();
         let upper = format!("sk_{}", key.reveal()[3..].to_uppercase());
-        assert_ne!(upper, key.reveal(), "a key of digits only would make this vacuous");
+        assert_ne!(
+            upper,
+            key.reveal(),
+            "a key of digits only would make this vacuous"
+        );
         assert_eq!(ApiKey::parse(&upper), Err(KeyFormatError::NotLowercaseHex));
     }
 

@@ -83,12 +83,18 @@ pub struct VerificationCache {
 impl VerificationCache {
     pub fn new(max_entries: u64, ttl: Duration, negative_ttl: Duration) -> Self {
         Self {
-            keys: Cache::builder().max_capacity(max_entries).time_to_live(ttl).build(),
+            keys: Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(ttl)
+                .build(),
             unknown_keys: Cache::builder()
                 .max_capacity(max_entries)
                 .time_to_live(negative_ttl)
                 .build(),
-            sessions: Cache::builder().max_capacity(max_entries).time_to_live(ttl).build(),
+            sessions: Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(ttl)
+                .build(),
         }
     }
 
@@ -189,7 +195,10 @@ mod tests {
             Revocation::Session(id),
             Revocation::User(id),
         ] {
-            assert_eq!(Revocation::from_payload(&revocation.to_payload()), Some(revocation));
+            assert_eq!(
+                Revocation::from_payload(&revocation.to_payload()),
+                Some(revocation)
+            );
         }
         assert_eq!(Revocation::from_payload("junk"), None);
     }

@@ -80,7 +80,9 @@ impl FromRequestParts<AppContext> for AnyAuth {
     async fn from_request_parts(parts: &mut Parts, ctx: &AppContext) -> Result<Self, ApiError> {
         let state = AuthState::of(ctx)?;
         if parts.headers.contains_key(API_KEY_HEADER) {
-            service_principal(parts, ctx, &state).await.map(Self::Service)
+            service_principal(parts, ctx, &state)
+                .await
+                .map(Self::Service)
         } else {
             user_principal(parts, ctx, &state).await.map(Self::User)
         }
@@ -136,7 +138,9 @@ async fn service_principal(
 fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// The session behind an access token: from the cache, else one query.
@@ -182,7 +186,10 @@ const MAX_USER_AGENT_CHARS: usize = 256;
 impl FromRequestParts<AppContext> for ClientOrigin {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &AppContext) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &AppContext,
+    ) -> Result<Self, Self::Rejection> {
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

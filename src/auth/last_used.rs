@@ -14,7 +14,10 @@ pub struct LastUsed {
 
 impl LastUsed {
     pub fn record(&self, key_id: Uuid, at: DateTime<Utc>) {
-        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         pending
             .entry(key_id)
             .and_modify(|latest| *latest = (*latest).max(at))
@@ -23,7 +26,10 @@ impl LastUsed {
 
     /// Everything recorded since the last drain.
     pub fn drain(&self) -> HashMap<Uuid, DateTime<Utc>> {
-        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         std::mem::take(&mut *pending)
     }
 }

@@ -93,7 +93,9 @@ impl PasswordHasher {
             .waiting
             .clone()
             .try_acquire_owned()
-            .map_err(|_| ApiError::Busy { retry_after_secs: 1 })?;
+            .map_err(|_| ApiError::Busy {
+                retry_after_secs: 1,
+            })?;
         let _running = self.running.acquire().await.map_err(ApiError::internal)?;
         tokio::task::spawn_blocking(work)
             .await
@@ -121,11 +123,17 @@ mod tests {
     async fn dummy_hash_has_the_configured_cost() {
         let hasher = PasswordHasher::new(5).unwrap();
         assert!(hasher.dummy_hash.starts_with("$2b$05$"));
-        hasher.verify_dummy(&Password::new("x".into())).await.unwrap();
+        hasher
+            .verify_dummy(&Password::new("x".into()))
+            .await
+            .unwrap();
     }
 
     #[test]
     fn debug_hides_the_password() {
-        assert_eq!(format!("{:?}", Password::new("hunter22".into())), "Password(***)");
+        assert_eq!(
+            format!("{:?}", Password::new("hunter22".into())),
+            "Password(***)"
+        );
     }
 }

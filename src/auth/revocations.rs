@@ -17,16 +17,16 @@ pub const CHANNEL: &str = "authgate_revocations";
 ///
 /// # Errors
 /// When the `NOTIFY` cannot be sent; the local eviction has happened by then.
-pub async fn publish(ctx: &AppContext, state: &AuthState, revocation: Revocation) -> Result<(), DbErr> {
+pub async fn publish(
+    ctx: &AppContext,
+    state: &AuthState,
+    revocation: Revocation,
+) -> Result<(), DbErr> {
     state.cache.apply(&revocation);
     notify(&ctx.db, &revocation).await
 }
 
-/// Broadcasts `revocation` without a local cache (admin tasks run in their own process).
-///
-/// # Errors
-/// When the `NOTIFY` cannot be sent.
-pub async fn notify<C: ConnectionTrait>(db: &C, revocation: &Revocation) -> Result<(), DbErr> {
+async fn notify<C: ConnectionTrait>(db: &C, revocation: &Revocation) -> Result<(), DbErr> {
     if db.get_database_backend() != DatabaseBackend::Postgres {
         return Ok(());
     }

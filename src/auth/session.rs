@@ -59,7 +59,10 @@ pub async fn refresh(
     refresh_token: &str,
 ) -> Result<TokenPair, ApiError> {
     let unauthorized = || ApiError::unauthorized(INVALID_REFRESH);
-    let claims = state.tokens.verify_refresh(refresh_token).ok_or_else(unauthorized)?;
+    let claims = state
+        .tokens
+        .verify_refresh(refresh_token)
+        .ok_or_else(unauthorized)?;
     let session = sessions::find(&ctx.db, claims.sid)
         .await?
         .filter(|session| session.user_id == claims.sub && session.revoked_at.is_none())
@@ -79,9 +82,13 @@ pub async fn refresh(
         .tokens
         .issue_pair(user.id, &user.email, session.id, expires_at)
         .map_err(ApiError::internal)?;
-    let rotated =
-        sessions::rotate(&ctx.db, session.id, &presented_hash, refresh_hash(&pair.refresh_token))
-            .await?;
+    let rotated = sessions::rotate(
+        &ctx.db,
+        session.id,
+        &presented_hash,
+        refresh_hash(&pair.refresh_token),
+    )
+    .await?;
     if !rotated {
         // Another request rotated this token first: the same token was used twice.
         end(ctx, state, session.id).await?;

@@ -163,7 +163,11 @@ mod tests {
     fn pair() -> (TokenPair, Uuid, Uuid) {
         let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
         let expires = Utc::now() + ChronoDuration::days(7);
-        (keys().issue_pair(user, "a@b.io", session, expires).unwrap(), user, session)
+        (
+            keys().issue_pair(user, "a@b.io", session, expires).unwrap(),
+            user,
+            session,
+        )
     }
 
     #[test]
@@ -231,7 +235,10 @@ mod tests {
 
         let payload = pair.access_token.split('.').nth(1).unwrap();
         let signature = pair.access_token.split('.').nth(2).unwrap();
-        for header in [r#"{"alg":"none","typ":"JWT"}"#, r#"{"alg":"RS256","typ":"JWT"}"#] {
+        for header in [
+            r#"{"alg":"none","typ":"JWT"}"#,
+            r#"{"alg":"RS256","typ":"JWT"}"#,
+        ] {
             let header = URL_SAFE_NO_PAD.encode(header);
             for signature in ["", signature] {
                 let token = format!("{header}.{payload}.{signature}");

@@ -64,7 +64,11 @@ pub async fn signup(
     let state = AuthState::of(&ctx)?;
     let email = Email::parse(&body.email);
     let password = check_new_password(&body.password);
-    let name = body.name.as_deref().map(|name| parse_name("name", name)).transpose();
+    let name = body
+        .name
+        .as_deref()
+        .map(|name| parse_name("name", name))
+        .transpose();
     let (email, name) = match (email, password, name) {
         (Ok(email), Ok(()), Ok(name)) => (email, name),
         (email, password, name) => {

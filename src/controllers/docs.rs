@@ -68,14 +68,21 @@ async fn document() -> Json<utoipa::openapi::OpenApi> {
 /// service did), so its relative asset links are anchored with a `<base>`.
 async fn index() -> Result<Html<String>, ApiError> {
     let file = swagger_file("index.html")?;
-    let page = String::from_utf8_lossy(&file.bytes)
-        .replacen("<head>", &format!("<head><base href=\"{DOCS_PATH}/\">"), 1);
+    let page = String::from_utf8_lossy(&file.bytes).replacen(
+        "<head>",
+        &format!("<head><base href=\"{DOCS_PATH}/\">"),
+        1,
+    );
     Ok(Html(page))
 }
 
 async fn asset(ApiPath(file): ApiPath<String>) -> Result<Response, ApiError> {
     let file = swagger_file(&file)?;
-    Ok(([(header::CONTENT_TYPE, file.content_type)], file.bytes.into_owned()).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, file.content_type)],
+        file.bytes.into_owned(),
+    )
+        .into_response())
 }
 
 fn swagger_file(path: &str) -> Result<utoipa_swagger_ui::SwaggerFile<'static>, ApiError> {
@@ -88,7 +95,5 @@ pub fn routes() -> Routes {
     Routes::new()
         .add(DOCUMENT_PATH, axum::routing::get(document))
         .add(DOCS_PATH, axum::routing::get(index))
-        .add("/api/docs/", axum::routing::get(index))
         .add("/api/docs/{*file}", axum::routing::get(asset))
 }
-

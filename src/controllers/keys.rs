@@ -31,7 +31,9 @@ pub struct CreateKeyRequest {
 
 fn parse_expires_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     let at = DateTime::parse_from_rfc3339(text.trim())
-        .map_err(|_| "expiresAt must be an RFC 3339 date-time, e.g. 2030-01-01T00:00:00Z".to_string())?
+        .map_err(|_| {
+            "expiresAt must be an RFC 3339 date-time, e.g. 2030-01-01T00:00:00Z".to_string()
+        })?
         .with_timezone(&Utc);
     if at <= now {
         return Err("expiresAt must be in the future".into());
@@ -71,7 +73,10 @@ pub async fn create(
         state.settings.max_active_keys,
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(CreatedKeyResponse::new(model, &key))))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKeyResponse::new(model, &key)),
+    ))
 }
 
 /// The caller's keys, newest first. Never the key itself.

@@ -101,7 +101,10 @@ pub async fn revoke(
     if let Some(owner) = owner {
         query = query.filter(api_keys::Column::UserId.eq(owner));
     }
-    let key = query.one(db).await?.ok_or(ApiError::NotFound("API key not found"))?;
+    let key = query
+        .one(db)
+        .await?
+        .ok_or(ApiError::NotFound("API key not found"))?;
     if key.revoked_at.is_some() {
         return Ok(key);
     }
@@ -117,27 +120,33 @@ pub async fn revoke(
 ///
 /// # Errors
 /// Database errors.
-pub async fn load_record(db: &DatabaseConnection, hash: &KeyHash) -> Result<Option<KeyRecord>, DbErr> {
-    let row: Option<(Uuid, Uuid, bool, Option<DateTimeWithTimeZone>, String, bool)> = Entity::find()
-        .select_only()
-        .column(api_keys::Column::Id)
-        .column(api_keys::Column::UserId)
-        .column(api_keys::Column::IsActive)
-        .column(api_keys::Column::ExpiresAt)
-        .column(users::Column::Email)
-        .column(users::Column::IsActive)
-        .inner_join(users::Entity)
-        .filter(api_keys::Column::KeyHash.eq(hash.0.as_str()))
-        .into_tuple()
-        .one(db)
-        .await?;
-    Ok(row.map(|(key_id, user_id, key_active, expires_at, email, user_active)| KeyRecord {
-        key_id,
-        user_id,
-        email,
-        usable: key_active && user_active,
-        expires_at: expires_at.map(|at| at.with_timezone(&Utc)),
-    }))
+pub async fn load_record(
+    db: &DatabaseConnection,
+    hash: &KeyHash,
+) -> Result<Option<KeyRecord>, DbErr> {
+    let row: Option<(Uuid, Uuid, bool, Option<DateTimeWithTimeZone>, String, bool)> =
+        Entity::find()
+            .select_only()
+            .column(api_keys::Column::Id)
+            .column(api_keys::Column::UserId)
+            .column(api_keys::Column::IsActive)
+            .column(api_keys::Column::ExpiresAt)
+            .column(users::Column::Email)
+            .column(users::Column::IsActive)
+            .inner_join(users::Entity)
+            .filter(api_keys::Column::KeyHash.eq(hash.0.as_str()))
+            .into_tuple()
+            .one(db)
+            .await?;
+    Ok(row.map(
+        |(key_id, user_id, key_active, expires_at, email, user_active)| KeyRecord {
+            key_id,
+            user_id,
+            email,
+            usable: key_active && user_active,
+            expires_at: expires_at.map(|at| at.with_timezone(&Utc)),
+        },
+    ))
 }
 
 /// Writes a batch of last-used times in one statement, never moving a time backwards.

@@ -2,9 +2,7 @@
 //! Rotation swaps the hash atomically; revocation is a timestamp, never a delete.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    entity::prelude::*, sea_query::Expr, ActiveValue::Set, QueryFilter, QuerySelect,
-};
+use sea_orm::{entity::prelude::*, sea_query::Expr, ActiveValue::Set, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
 pub use super::_entities::sessions::{self, ActiveModel, Entity, Model};
@@ -55,25 +53,35 @@ pub async fn find(db: &DatabaseConnection, id: Uuid) -> Result<Option<Model>, Db
 ///
 /// # Errors
 /// Database errors.
-pub async fn load_record(db: &DatabaseConnection, id: Uuid) -> Result<Option<SessionRecord>, DbErr> {
-    let row: Option<(Uuid, DateTimeWithTimeZone, Option<DateTimeWithTimeZone>, String, bool)> =
-        Entity::find_by_id(id)
-            .select_only()
-            .column(sessions::Column::UserId)
-            .column(sessions::Column::ExpiresAt)
-            .column(sessions::Column::RevokedAt)
-            .column(users::Column::Email)
-            .column(users::Column::IsActive)
-            .inner_join(users::Entity)
-            .into_tuple()
-            .one(db)
-            .await?;
-    Ok(row.map(|(user_id, expires_at, revoked_at, email, is_active)| SessionRecord {
-        user_id,
-        email,
-        usable: revoked_at.is_none() && is_active,
-        expires_at: expires_at.with_timezone(&Utc),
-    }))
+pub async fn load_record(
+    db: &DatabaseConnection,
+    id: Uuid,
+) -> Result<Option<SessionRecord>, DbErr> {
+    let row: Option<(
+        Uuid,
+        DateTimeWithTimeZone,
+        Option<DateTimeWithTimeZone>,
+        String,
+        bool,
+    )> = Entity::find_by_id(id)
+        .select_only()
+        .column(sessions::Column::UserId)
+        .column(sessions::Column::ExpiresAt)
+        .column(sessions::Column::RevokedAt)
+        .column(users::Column::Email)
+        .column(users::Column::IsActive)
+        .inner_join(users::Entity)
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(row.map(
+        |(user_id, expires_at, revoked_at, email, is_active)| SessionRecord {
+            user_id,
+            email,
+            usable: revoked_at.is_none() && is_active,
+            expires_at: expires_at.with_timezone(&Utc),
+        },
+    ))
 }
 
 /// Replaces the refresh hash if it is still `current_hash` and the session is live.
@@ -108,7 +116,10 @@ pub async fn rotate(
 /// Database errors.
 pub async fn revoke(db: &DatabaseConnection, id: Uuid) -> Result<(), DbErr> {
     Entity::update_many()
-        .col_expr(sessions::Column::RevokedAt, Expr::value(Utc::now().fixed_offset()))
+        .col_expr(
+            sessions::Column::RevokedAt,
+            Expr::value(Utc::now().fixed_offset()),
+        )
         .filter(sessions::Column::Id.eq(id))
         .filter(sessions::Column::RevokedAt.is_null())
         .exec(db)

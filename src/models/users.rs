@@ -46,9 +46,13 @@ impl Email {
 /// A message for the user naming the limit.
 pub fn check_new_password(password: &str) -> Result<(), String> {
     if password.len() < MIN_PASSWORD_BYTES {
-        Err(format!("password must be at least {MIN_PASSWORD_BYTES} characters"))
+        Err(format!(
+            "password must be at least {MIN_PASSWORD_BYTES} characters"
+        ))
     } else if password.len() > MAX_PASSWORD_BYTES {
-        Err(format!("password must be at most {MAX_PASSWORD_BYTES} bytes"))
+        Err(format!(
+            "password must be at most {MAX_PASSWORD_BYTES} bytes"
+        ))
     } else {
         Ok(())
     }
@@ -63,7 +67,9 @@ pub fn parse_name(field: &str, text: &str) -> Result<String, String> {
     if name.is_empty() {
         Err(format!("{field} must not be empty"))
     } else if name.chars().count() > MAX_NAME_CHARS {
-        Err(format!("{field} must be at most {MAX_NAME_CHARS} characters"))
+        Err(format!(
+            "{field} must be at most {MAX_NAME_CHARS} characters"
+        ))
     } else if name.chars().any(char::is_control) {
         Err(format!("{field} must not contain control characters"))
     } else {
@@ -135,12 +141,22 @@ mod tests {
 
     #[test]
     fn email_is_trimmed_and_lowercased() {
-        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
+        assert_eq!(
+            Email::parse("  Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
     }
 
     #[test]
     fn bad_emails_are_refused() {
-        for text in ["", "ada", "ada@", "@example.com", "ada@exa mple.com", "ada\0@example.com"] {
+        for text in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@exa mple.com",
+            "ada\0@example.com",
+        ] {
             assert!(Email::parse(text).is_err(), "{text:?} accepted");
         }
         let long = format!("{}@example.com", "a".repeat(250));

@@ -8,7 +8,7 @@ use loco_rs::{
 use uuid::Uuid;
 
 use crate::{
-    auth::{api_key::KeyHash, cache::Revocation, revocations},
+    auth::{api_key::KeyHash, cache::Revocation, revocations, AuthState},
     models::api_keys,
 };
 
@@ -31,7 +31,8 @@ impl Task for RevokeKey {
         let key = api_keys::revoke(&ctx.db, id, None)
             .await
             .map_err(|err| Error::Message(err.to_string()))?;
-        revocations::notify(&ctx.db, &Revocation::Key(KeyHash(key.key_hash))).await?;
+        let state = AuthState::of(ctx).map_err(|err| Error::Message(err.to_string()))?;
+        revocations::publish(ctx, &state, Revocation::Key(KeyHash(key.key_hash))).await?;
         println!("API key {id} ({}) revoked", key.prefix);
         Ok(())
     }

@@ -8,7 +8,7 @@ use loco_rs::{
 };
 
 use crate::{
-    auth::{cache::Revocation, revocations},
+    auth::{cache::Revocation, revocations, AuthState},
     models::users::{self, Email},
 };
 
@@ -20,7 +20,10 @@ pub struct SetUserActive {
 impl Task for SetUserActive {
     fn task(&self) -> TaskInfo {
         let (name, detail) = if self.active {
-            ("user:activate", "Reactivate a user: `email:ada@example.com`")
+            (
+                "user:activate",
+                "Reactivate a user: `email:ada@example.com`",
+            )
         } else {
             (
                 "user:deactivate",
@@ -34,12 +37,12 @@ impl Task for SetUserActive {
     }
 
     async fn run(&self, ctx: &AppContext, vars: &Vars) -> Result<()> {
-        let email = Email::parse(vars.cli_arg("email")?).map_err(|err| Error::Message(err))?;
+        let email = Email::parse(vars.cli_arg("email")?).map_err(Error::Message)?;
         let user = users::set_active(&ctx.db, &email, self.active)
             .await?
             .ok_or_else(|| Error::Message(format!("no user with email {}", email.as_str())))?;
-        revocations::notify(&ctx.db, &Revocation::User(user.id))
-            .await?;
+        let state = AuthState::of(ctx).map_err(|err| Error::Message(err.to_string()))?;
+        revocations::publish(ctx, &state, Revocation::User(user.id)).await?;
         println!(
             "user {} is now {}",
             user.email,

@@ -42,7 +42,12 @@ pub async fn signup(server: &TestServer, email: &str) -> User {
         .post("/auth/signup")
         .json(&json!({ "email": email, "password": PASSWORD, "name": "Ada" }))
         .await;
-    assert_eq!(response.status_code(), StatusCode::CREATED, "{}", response.text());
+    assert_eq!(
+        response.status_code(),
+        StatusCode::CREATED,
+        "{}",
+        response.text()
+    );
     let body: Value = response.json();
     User {
         id: body["user"]["id"].as_str().unwrap().to_string(),
@@ -63,7 +68,12 @@ pub async fn create_key(server: &TestServer, access: &str, body: Value) -> Key {
         .authorization_bearer(access)
         .json(&body)
         .await;
-    assert_eq!(response.status_code(), StatusCode::CREATED, "{}", response.text());
+    assert_eq!(
+        response.status_code(),
+        StatusCode::CREATED,
+        "{}",
+        response.text()
+    );
     let body: Value = response.json();
     Key {
         id: body["id"].as_str().unwrap().to_string(),

@@ -1,0 +1,327 @@
+//! The three guards: user-only, service-only and flexible.
+
+use authgate::{
+    auth::cache::Revocation,
+    models::users::{self, Email},
+    tasks::users::SetUserActive,
+};
+use axum::http::StatusCode;
+use loco_rs::task::{Task, Vars};
+use serde_json::{json, Value};
+use serial_test::parallel;
+
+use super::support::{assert_error, create_key, signup, state, with_app};
+use crate::assert_body_snapshot;
+
+/// A well-formed key (valid checksum) that was never issued.
+fn unissued_key() -> String {
+    authgate::auth::api_key::ApiKey::generate()
+        .unwrap()
+        .reveal()
+        .to_string()
+}
+
+#[tokio::test]
+#[parallel]
+async fn user_only_takes_a_token_not_a_key() {
+    with_app(|server, _ctx| async move {
+        let user = signup(&server, "ada@example.com").await;
+        let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
+        let ok = server
+            .get("/protected/user-only")
+            .authorization_bearer(&user.access)
+            .await;
+        assert_eq!(ok.status_code(), StatusCode::OK);
+        assert_body_snapshot!(ok.json::<Value>(), { ".user.userId" });
+        let with_key = server
+            .get("/protected/user-only")
+            .add_header("x-api-key", &key.key)
+            .await;
+        assert_error(&with_key, StatusCode::UNAUTHORIZED);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn service_only_takes_a_key_not_a_token() {
+    with_app(|server, _ctx| async move {
+        let user = signup(&server, "ada@example.com").await;
+        let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
+        let ok = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &key.key)
+            .await;
+        assert_eq!(ok.status_code(), StatusCode::OK);
+        let body: Value = ok.json();
+        assert_eq!(body["user"]["keyId"], key.id.as_str());
+        assert_eq!(body["user"]["userId"], user.id.as_str());
+        assert_body_snapshot!(body, { ".user.userId", ".user.keyId" });
+
+        let with_token = server
+            .get("/protected/service-only")
+            .authorization_bearer(&user.access)
+            .await;
+        assert_error(&with_token, StatusCode::UNAUTHORIZED);
+        assert!(with_token
+            .header("www-authenticate")
+            .to_str()
+            .unwrap()
+            .starts_with("ApiKey"));
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn flexible_says_which_credential_was_used() {
+    with_app(|server, _ctx| async move {
+        let user = signup(&server, "ada@example.com").await;
+        let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
+        let by_token: Value = server
+            .get("/protected/flexible")
+            .authorization_bearer(&user.access)
+            .await
+            .json();
+        assert_eq!(by_token["accessType"], "user");
+        assert_body_snapshot!(by_token, { ".user.userId" });
+        let by_key: Value = server
+            .get("/protected/flexible")
+            .add_header("x-api-key", &key.key)
+            .await
+            .json();
+        assert_eq!(by_key["accessType"], "service");
+        assert_eq!(by_key["user"]["keyId"], key.id.as_str());
+        let neither = server.get("/protected/flexible").await;
+        assert_error(&neither, StatusCode::UNAUTHORIZED);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn flexible_does_not_fall_back_from_a_bad_key_to_the_token() {
+    with_app(|server, _ctx| async move {
+        let user = signup(&server, "ada@example.com").await;
+        let response = server
+            .get("/protected/flexible")
+            .authorization_bearer(&user.access)
+            .add_header("x-api-key", "sk_garbage")
+            .await;
+        assert_error(&response, StatusCode::UNAUTHORIZED);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn revoked_key_is_refused_on_service_only() {
+    with_app(|server, _ctx| async move {
+        let user = signup(&server, "ada@example.com").await;
+        let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
+        let warm = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &key.key)
+            .await;
+        assert_eq!(warm.status_code(), StatusCode::OK);
+        server
+            .delete(&format!("/keys/{}", key.id))
+            .authorization_bearer(&user.access)
+            .await;
+        let after = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &key.key)
+            .await;
+        assert_error(&after, StatusCode::UNAUTHORIZED);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn expired_key_is_refused_even_when_cached() {
+    with_app(|server, _ctx| async move {
+        let user = signup(&server, "ada@example.com").await;
+        let expires_at = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+        let key = create_key(
+            &server,
+            &user.access,
+            json!({ "name": "short-lived", "expiresAt": expires_at.to_rfc3339() }),
+        )
+        .await;
+        let warm = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &key.key)
+            .await;
+        assert_eq!(warm.status_code(), StatusCode::OK);
+        tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+        let after = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &key.key)
+            .await;
+        assert_error(&after, StatusCode::UNAUTHORIZED);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn deactivating_the_owner_stops_keys_and_tokens() {
+    with_app(|server, ctx| async move {
+        let user = signup(&server, "ada@example.com").await;
+        let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
+        let warm = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &key.key)
+            .await;
+        assert_eq!(warm.status_code(), StatusCode::OK);
+
+        let vars = Vars::from_cli_args(vec![("email".to_string(), "ada@example.com".to_string())]);
+        SetUserActive { active: false }
+            .run(&ctx, &vars)
+            .await
+            .unwrap();
+
+        let key_after = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &key.key)
+            .await;
+        assert_error(&key_after, StatusCode::UNAUTHORIZED);
+        let token_after = server
+            .get("/protected/user-only")
+            .authorization_bearer(&user.access)
+            .await;
+        assert_error(&token_after, StatusCode::UNAUTHORIZED);
+
+        SetUserActive { active: true }
+            .run(&ctx, &vars)
+            .await
+            .unwrap();
+        let back = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &key.key)
+            .await;
+        assert_eq!(back.status_code(), StatusCode::OK);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn bad_keys_are_401_without_detail() {
+    with_app(|server, _ctx| async move {
+        let typo = {
+            let mut key = unissued_key();
+            let last = if key.ends_with('0') { "1" } else { "0" };
+            key.replace_range(66.., last);
+            key
+        };
+        for bad in [
+            "",
+            "sk_",
+            "pk_123",
+            "SK_ABC",
+            typo.as_str(),
+            &unissued_key(),
+            "sk_é",
+        ] {
+            let response = server
+                .get("/protected/service-only")
+                .add_header("x-api-key", bad)
+                .await;
+            let message = assert_error(&response, StatusCode::UNAUTHORIZED);
+            assert_eq!(message, "Invalid or missing API key");
+            if !bad.is_empty() {
+                assert!(!response.text().contains(bad), "key echoed");
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn garbage_and_unknown_keys_cost_no_query_after_the_first() {
+    with_app(|server, ctx| async move {
+        let unknown = unissued_key();
+        let first = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &unknown)
+            .await;
+        assert_error(&first, StatusCode::UNAUTHORIZED);
+
+        // With the pool closed, any query would fail the request with a 500.
+        ctx.db.close_by_ref().await.unwrap();
+        let again = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &unknown)
+            .await;
+        assert_error(&again, StatusCode::UNAUTHORIZED);
+        let garbage = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &format!("sk_{}", "0".repeat(64)))
+            .await;
+        assert_error(&garbage, StatusCode::UNAUTHORIZED);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn valid_tokens_and_keys_are_served_from_the_cache() {
+    with_app(|server, ctx| async move {
+        let user = signup(&server, "ada@example.com").await;
+        let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
+        server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &key.key)
+            .await;
+        server
+            .get("/protected/user-only")
+            .authorization_bearer(&user.access)
+            .await;
+
+        ctx.db.close_by_ref().await.unwrap();
+        let by_key = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &key.key)
+            .await;
+        assert_eq!(by_key.status_code(), StatusCode::OK);
+        let by_token = server
+            .get("/protected/user-only")
+            .authorization_bearer(&user.access)
+            .await;
+        assert_eq!(by_token.status_code(), StatusCode::OK);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn user_revocation_evicts_cached_keys() {
+    with_app(|server, ctx| async move {
+        let user = signup(&server, "ada@example.com").await;
+        let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
+        server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &key.key)
+            .await;
+        let model = users::set_active(&ctx.db, &Email::parse("ada@example.com").unwrap(), false)
+            .await
+            .unwrap()
+            .unwrap();
+        // Without the eviction the cached verdict would still say yes.
+        let cached = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &key.key)
+            .await;
+        assert_eq!(cached.status_code(), StatusCode::OK);
+        state(&ctx).cache.apply(&Revocation::User(model.id));
+        let evicted = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &key.key)
+            .await;
+        assert_error(&evicted, StatusCode::UNAUTHORIZED);
+    })
+    .await;
+}
