@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Two authgate instances on one PostgreSQL database (two ports).
+
+A credential is created and used on instance A, used on B (warming B's cache),
+then revoked on A, or the user deactivated by the admin task; B must refuse it
+within one second. The cache TTL is set to a minute, so only the NOTIFY/LISTEN
+eviction can make these pass.
+
+Usage: DATABASE_URL=postgres://… tests/multi_instance.py [path/to/authgate-cli]
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+BINARY = sys.argv[1] if len(sys.argv) > 1 else "target/debug/authgate-cli"
+DATABASE_URL = os.environ["DATABASE_URL"]
+PORT_A, PORT_B = 3101, 3102
+DEADLINE_SECONDS = 1.0
+PASSWORD = "correct horse battery"
+
+ENV = dict(
+    os.environ,
+    DATABASE_URL=DATABASE_URL,
+    LOCO_ENV="development",
+    LOG_LEVEL="warn",
+    AUTH_CACHE_TTL="60s",
+)
+
+
+def call(port, method, path, body=None, token=None, key=None):
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    if key:
+        headers["x-api-key"] = key
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=data, method=method, headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def start(port):
+    process = subprocess.Popen(
+        [BINARY, "start"],
+        env=dict(ENV, PORT=str(port)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(300):
+        try:
+            if call(port, "GET", "/health")[0] == 200:
+                return process
+        except OSError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"instance on port {port} did not start")
+
+
+def new_user():
+    email = f"multi-{uuid.uuid4().hex[:12]}@example.com"
+    status, body = call(PORT_A, "POST", "/auth/signup", {"email": email, "password": PASSWORD})
+    assert status == 201, (status, body)
+    token = body["accessToken"]
+    status, created = call(PORT_A, "POST", "/keys/create", {"name": "svc"}, token=token)
+    assert status == 201, (status, created)
+    return email, token, created
+
+
+def warm_on_b(token, key):
+    for _ in range(2):
+        assert call(PORT_B, "GET", "/protected/service-only", key=key)[0] == 200
+        assert call(PORT_B, "GET", "/protected/user-only", token=token)[0] == 200
+
+
+def refused_on_b_within_deadline(path, token=None, key=None):
+    start_time = time.monotonic()
+    while time.monotonic() - start_time < DEADLINE_SECONDS:
+        if call(PORT_B, "GET", path, token=token, key=key)[0] == 401:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def key_revoked_on_a_is_refused_on_b():
+    _, token, created = new_user()
+    warm_on_b(token, created["key"])
+    status, _ = call(PORT_A, "DELETE", f"/keys/{created['id']}", token=token)
+    assert status == 200
+    assert refused_on_b_within_deadline("/protected/service-only", key=created["key"])
+
+
+def logout_on_a_is_refused_on_b():
+    _, token, created = new_user()
+    warm_on_b(token, created["key"])
+    assert call(PORT_A, "POST", "/auth/logout", token=token)[0] == 200
+    assert refused_on_b_within_deadline("/protected/user-only", token=token)
+
+
+def deactivation_by_task_is_refused_on_b():
+    email, token, created = new_user()
+    warm_on_b(token, created["key"])
+    subprocess.run(
+        [BINARY, "task", "user:deactivate", f"email:{email}"],
+        env=ENV,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert refused_on_b_within_deadline("/protected/service-only", key=created["key"])
+    assert refused_on_b_within_deadline("/protected/user-only", token=token)
+
+
+def main():
+    instances = [start(PORT_A)]
+    instances.append(start(PORT_B))
+    passed = failed = 0
+    try:
+        for test in (
+            key_revoked_on_a_is_refused_on_b,
+            logout_on_a_is_refused_on_b,
+            deactivation_by_task_is_refused_on_b,
+        ):
+            try:
+                test()
+                print(f"test {test.__name__} ... ok")
+                passed += 1
+            except AssertionError as error:
+                print(f"test {test.__name__} ... FAILED {error!r}")
+                failed += 1
+    finally:
+        for process in instances:
+            process.terminate()
+            process.wait(timeout=10)
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
