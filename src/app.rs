@@ -3,7 +3,10 @@
 use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use async_trait::async_trait;
-use axum::Router as AxumRouter;
+use axum::{
+    http::{header, HeaderName, HeaderValue, Method},
+    Router as AxumRouter,
+};
 use loco_rs::{
     app::{AppContext, Hooks},
     bgworker::{BackgroundWorker, Queue},
@@ -16,9 +19,10 @@ use loco_rs::{
     Error, Result,
 };
 use migration::Migrator;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
-    auth::{revocations, AuthState},
+    auth::{extract::API_KEY_HEADER, rate_limit::rate_limit_headers, revocations, AuthState},
     controllers,
     models::_entities::{api_keys, sessions, users},
     settings::Settings,
@@ -27,6 +31,37 @@ use crate::{
 };
 
 pub struct App;
+
+/// Browsers may call from these origins only. Credentials travel in headers, not
+/// cookies, so `Access-Control-Allow-Credentials` is never sent, and never `*`.
+fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let origins = origins
+        .iter()
+        .map(|origin| {
+            HeaderValue::from_str(origin)
+                .map_err(|_| Error::Message(format!("CORS_ORIGINS: `{origin}` is not an origin")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static(API_KEY_HEADER),
+            ])
+            .expose_headers([
+                header::RETRY_AFTER,
+                HeaderName::from_static("ratelimit-limit"),
+                HeaderName::from_static("ratelimit-remaining"),
+                HeaderName::from_static("ratelimit-reset"),
+            ]),
+    ))
+}
 
 #[async_trait]
 impl Hooks for App {
@@ -58,10 +93,18 @@ impl Hooks for App {
         Ok(AxumRouter::new().fallback(controllers::route_not_found))
     }
 
-    /// Wrong methods too; axum sets this on the routes registered so far, so it
-    /// goes after them.
-    async fn after_routes(router: AxumRouter, _ctx: &AppContext) -> Result<AxumRouter> {
-        Ok(router.method_not_allowed_fallback(controllers::method_not_allowed))
+    /// Wrong methods answer in the API's error shape too (axum sets this on the
+    /// routes registered so far, so it goes after them); rate-limited keys get
+    /// their `RateLimit-*` headers; CORS only for configured origins.
+    async fn after_routes(router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> {
+        let state = AuthState::of(ctx).map_err(|err| Error::Message(err.to_string()))?;
+        let router = router
+            .method_not_allowed_fallback(controllers::method_not_allowed)
+            .layer(axum::middleware::from_fn(rate_limit_headers));
+        Ok(match cors_layer(&state.settings.cors_origins)? {
+            Some(cors) => router.layer(cors),
+            None => router,
+        })
     }
 
     fn routes(_ctx: &AppContext) -> AppRoutes {

@@ -1,10 +1,12 @@
 //! authgate's own settings: the `settings:` block of `config/{env}.yaml`, where the
 //! old service's environment variables land. Parsed and checked once, at start-up.
 
-use std::time::Duration;
+use std::{net::IpAddr, time::Duration};
 
 use loco_rs::environment::Environment;
 use serde::Deserialize;
+
+use crate::auth::rate_limit::Limit;
 
 /// The secret development and test run with when none is given. Production refuses it.
 pub const DEVELOPMENT_SECRET: &str = "authgate-development-secret-do-not-use-in-production";
@@ -22,6 +24,69 @@ pub struct Settings {
     pub cache: CacheSettings,
     #[serde(default)]
     pub last_used: LastUsedSettings,
+    #[serde(default)]
+    pub rate_limits: RateLimitSettings,
+    /// Redis for rate-limit counters shared by all instances; empty: in memory.
+    #[serde(default)]
+    pub redis_url: String,
+    /// Comma-separated peer IPs whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: String,
+    /// Comma-separated origins allowed by CORS; empty: no CORS headers at all.
+    #[serde(default)]
+    pub cors_origins: String,
+}
+
+/// `max` events `per` duration (`45s`, `15m`, `1h`, `7d`, or seconds).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSetting {
+    pub max: u32,
+    pub per: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    /// Failed logins for one account from one IP.
+    pub login_failures_per_account_ip: LimitSetting,
+    /// Failed logins for one account from anywhere: looser, so that one attacker
+    /// cannot lock the account out for everyone.
+    pub login_failures_per_account: LimitSetting,
+    /// Login attempts from one IP, whatever the account.
+    pub login_per_ip: LimitSetting,
+    pub signup_per_ip: LimitSetting,
+    pub refresh_per_ip: LimitSetting,
+    /// Requests per API key for keys created without a `rateLimit`; none: unlimited.
+    pub default_key: Option<LimitSetting>,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        let limit = |max, per: &str| LimitSetting {
+            max,
+            per: per.into(),
+        };
+        Self {
+            login_failures_per_account_ip: limit(5, "15m"),
+            login_failures_per_account: limit(50, "15m"),
+            login_per_ip: limit(60, "1m"),
+            signup_per_ip: limit(10, "1h"),
+            refresh_per_ip: limit(120, "1m"),
+            default_key: None,
+        }
+    }
+}
+
+/// The limits the app enforces, parsed.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub login_failures_per_account_ip: Limit,
+    pub login_failures_per_account: Limit,
+    pub login_per_ip: Limit,
+    pub signup_per_ip: Limit,
+    pub refresh_per_ip: Limit,
+    pub default_key: Option<Limit>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +178,10 @@ pub struct Resolved {
     pub cache_ttl: Duration,
     pub cache_negative_ttl: Duration,
     pub last_used_flush_interval: Duration,
+    pub limits: Limits,
+    pub redis_url: Option<String>,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub cors_origins: Vec<String>,
 }
 
 impl Settings {
@@ -138,7 +207,44 @@ impl Settings {
         }
         let duration =
             |name: &str, text: &str| parse_duration(text).map_err(|err| format!("{name}: {err}"));
+        let limit = |name: &str, setting: &LimitSetting| {
+            Ok::<_, String>(Limit {
+                max: setting.max,
+                window: duration(&format!("settings.rate_limits.{name}.per"), &setting.per)?,
+            })
+        };
+        let rate = &self.rate_limits;
+        let limits = Limits {
+            login_failures_per_account_ip: limit(
+                "login_failures_per_account_ip",
+                &rate.login_failures_per_account_ip,
+            )?,
+            login_failures_per_account: limit(
+                "login_failures_per_account",
+                &rate.login_failures_per_account,
+            )?,
+            login_per_ip: limit("login_per_ip", &rate.login_per_ip)?,
+            signup_per_ip: limit("signup_per_ip", &rate.signup_per_ip)?,
+            refresh_per_ip: limit("refresh_per_ip", &rate.refresh_per_ip)?,
+            default_key: rate
+                .default_key
+                .as_ref()
+                .map(|setting| limit("default_key", setting))
+                .transpose()?,
+        };
+        let trusted_proxies = comma_separated(&self.trusted_proxies)
+            .map(|ip| {
+                ip.parse::<IpAddr>()
+                    .map_err(|_| format!("TRUSTED_PROXIES: `{ip}` is not an IP address"))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Resolved {
+            limits,
+            redis_url: Some(self.redis_url.trim().to_string()).filter(|url| !url.is_empty()),
+            trusted_proxies,
+            cors_origins: comma_separated(&self.cors_origins)
+                .map(str::to_string)
+                .collect(),
             access_ttl: duration("JWT_EXPIRES_IN", &self.jwt.expires_in)?,
             refresh_ttl: duration("JWT_REFRESH_EXPIRES_IN", &self.jwt.refresh_expires_in)?,
             access_secret: self.jwt.secret,
@@ -154,6 +260,12 @@ impl Settings {
             )?,
         })
     }
+}
+
+fn comma_separated(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
 }
 
 fn check_secret(variable: &str, secret: &str, production: bool) -> Result<(), String> {
@@ -192,7 +304,30 @@ mod tests {
             keys: KeySettings::default(),
             cache: CacheSettings::default(),
             last_used: LastUsedSettings::default(),
+            rate_limits: RateLimitSettings::default(),
+            redis_url: String::new(),
+            trusted_proxies: "10.0.0.1, ::1".into(),
+            cors_origins: String::new(),
         }
+    }
+
+    #[test]
+    fn lists_and_limits_parse() {
+        let resolved = settings("a", "b").resolve(&Environment::Test).unwrap();
+        assert_eq!(resolved.trusted_proxies.len(), 2);
+        assert_eq!(resolved.limits.login_failures_per_account_ip.max, 5);
+        assert_eq!(
+            resolved.limits.login_failures_per_account_ip.window,
+            Duration::from_secs(900)
+        );
+        assert!(resolved.limits.default_key.is_none());
+        assert!(resolved.redis_url.is_none());
+        let mut bad = settings("a", "b");
+        bad.trusted_proxies = "proxy.local".into();
+        assert!(bad
+            .resolve(&Environment::Test)
+            .unwrap_err()
+            .contains("TRUSTED_PROXIES"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use moka::sync::Cache;
 use uuid::Uuid;
 
-use super::api_key::KeyHash;
+use super::{api_key::KeyHash, rate_limit::Limit};
 
 /// What a stored key resolves to. `usable` folds in revocation and the owner's state.
 #[derive(Debug, Clone)]
@@ -20,6 +20,8 @@ pub struct KeyRecord {
     pub email: String,
     pub usable: bool,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The key's own limit, if it was created with one.
+    pub rate_limit: Option<Limit>,
 }
 
 /// What a session id resolves to. `usable` folds in revocation and the user's state.
@@ -158,6 +160,7 @@ mod tests {
             email: "a@b.io".into(),
             usable: true,
             expires_at,
+            rate_limit: None,
         }
     }
 

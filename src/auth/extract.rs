@@ -3,7 +3,7 @@
 //! `ServiceAuth` without a valid API key; `AnyAuth` accepts either and says which.
 //! A route's protection is visible in its signature.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts},
@@ -16,6 +16,8 @@ use uuid::Uuid;
 use super::{
     api_key::ApiKey,
     cache::{KeyRecord, Lookup, SessionRecord},
+    rate_limit::UsageSlot,
+    throttle::too_many,
     AuthState,
 };
 use crate::{
@@ -128,6 +130,18 @@ async fn service_principal(
         .filter(|record| record.accepts_at(now))
         .ok_or(ApiError::invalid_api_key())?;
     state.last_used.record(record.key_id, now);
+    if let Some(limit) = record.rate_limit.or(state.settings.limits.default_key) {
+        let usage = state
+            .limiter
+            .hit(&format!("key:{}", record.key_id), limit)
+            .await;
+        if let Some(slot) = parts.extensions.get::<UsageSlot>() {
+            slot.fill(usage);
+        }
+        if usage.exceeded() {
+            return Err(too_many(&usage));
+        }
+    }
     Ok(ServicePrincipal {
         user_id: record.user_id,
         email: record.email,
@@ -178,27 +192,90 @@ async fn key_record(
     }
 }
 
-/// Where a request came from: kept on the sessions it starts.
+/// Where a request came from: kept on the sessions it starts, and the key of
+/// the per-IP limits.
 pub struct ClientOrigin(pub sessions::Origin);
 
 const MAX_USER_AGENT_CHARS: usize = 256;
 
 impl FromRequestParts<AppContext> for ClientOrigin {
-    type Rejection = std::convert::Infallible;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _: &AppContext,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, ctx: &AppContext) -> Result<Self, ApiError> {
+        let state = AuthState::of(ctx)?;
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|value| value.to_str().ok())
             .map(|agent| agent.chars().take(MAX_USER_AGENT_CHARS).collect());
-        let ip = parts
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip().to_string());
-        Ok(Self(sessions::Origin { user_agent, ip }))
+            .map(|info| info.0.ip());
+        let ip = peer.map(|peer| client_ip(peer, parts, &state.settings.trusted_proxies));
+        Ok(Self(sessions::Origin {
+            user_agent,
+            ip: ip.map(|ip| ip.to_string()),
+        }))
+    }
+}
+
+/// The socket's peer, unless it is a trusted proxy: then the nearest address in
+/// `X-Forwarded-For` that is not one (the header's left part is the client's to
+/// forge, so it is read from the right).
+fn client_ip(peer: IpAddr, parts: &Parts, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .find(|hop| !trusted.contains(hop))
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+
+    fn parts(forwarded: &str) -> Parts {
+        Request::builder()
+            .header("x-forwarded-for", forwarded)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let stranger: IpAddr = "203.0.113.9".parse().unwrap();
+        let parts = parts("198.51.100.1, 198.51.100.7");
+        assert_eq!(client_ip(stranger, &parts, &[proxy]), stranger);
+        assert_eq!(
+            client_ip(proxy, &parts, &[proxy]),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn trusted_hops_are_skipped_from_the_right() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let inner: IpAddr = "10.0.0.2".parse().unwrap();
+        let parts = parts("198.51.100.1, 10.0.0.2");
+        assert_eq!(
+            client_ip(proxy, &parts, &[proxy, inner]),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(proxy, &self::parts("garbage"), &[proxy]), proxy);
     }
 }

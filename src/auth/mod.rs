@@ -6,8 +6,10 @@ pub mod cache;
 pub mod extract;
 pub mod last_used;
 pub mod password;
+pub mod rate_limit;
 pub mod revocations;
 pub mod session;
+pub mod throttle;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use crate::{error::ApiError, settings::Resolved};
 use cache::VerificationCache;
 use last_used::LastUsed;
 use password::PasswordHasher;
+use rate_limit::RateLimiter;
 use tokens::TokenKeys;
 
 /// The state the credential layer shares across requests, built once at start-up
@@ -28,11 +31,12 @@ pub struct AuthState {
     pub passwords: PasswordHasher,
     pub cache: VerificationCache,
     pub last_used: LastUsed,
+    pub limiter: RateLimiter,
 }
 
 impl AuthState {
     /// # Errors
-    /// When the bcrypt cost is out of range.
+    /// When the bcrypt cost is out of range or `REDIS_URL` is malformed.
     pub fn new(settings: Resolved) -> Result<Self, String> {
         Ok(Self {
             tokens: TokenKeys::new(
@@ -48,6 +52,7 @@ impl AuthState {
                 settings.cache_negative_ttl,
             ),
             last_used: LastUsed::default(),
+            limiter: RateLimiter::new(settings.redis_url.as_deref())?,
             settings,
         })
     }

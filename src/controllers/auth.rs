@@ -10,7 +10,9 @@ use crate::{
     auth::{
         extract::{ClientOrigin, UserAuth},
         password::Password,
-        session, AuthState,
+        session,
+        throttle::{self, LoginFailures, Route},
+        AuthState,
     },
     error::{ApiError, ApiResult, ErrorBody},
     models::users::{self, check_new_password, parse_name, Email},
@@ -55,6 +57,7 @@ pub struct RefreshRequest {
         (status = 201, body = AuthResponse),
         (status = 400, description = "Invalid email, password or name", body = ErrorBody),
         (status = 409, description = "Email already registered", body = ErrorBody),
+        (status = 429, description = "Too many signups from this IP", body = ErrorBody),
     ))]
 pub async fn signup(
     State(ctx): State<AppContext>,
@@ -62,6 +65,7 @@ pub async fn signup(
     ApiJson(body): ApiJson<SignupRequest>,
 ) -> ApiResult<(StatusCode, Json<AuthResponse>)> {
     let state = AuthState::of(&ctx)?;
+    throttle::attempt(&state, Route::Signup, origin.ip_or_unknown()).await?;
     let email = Email::parse(&body.email);
     let password = check_new_password(&body.password);
     let name = body
@@ -89,6 +93,7 @@ pub async fn signup(
         (status = 200, body = AuthResponse),
         (status = 400, body = ErrorBody),
         (status = 401, description = "Invalid email or password", body = ErrorBody),
+        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorBody),
     ))]
 pub async fn login(
     State(ctx): State<AppContext>,
@@ -96,22 +101,38 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<AuthResponse>> {
     let state = AuthState::of(&ctx)?;
+    throttle::attempt(&state, Route::Login, origin.ip_or_unknown()).await?;
     let email = Email::parse(&body.email).map_err(|problem| ApiError::Validation(vec![problem]))?;
-    let password = Password::new(body.password);
-    if password.expose().len() > users::MAX_PASSWORD_BYTES {
-        // No stored password can be this long: refuse without spending bcrypt on it.
-        return Err(ApiError::unauthorized(INVALID_CREDENTIALS));
-    }
-    let Some(user) = users::find_by_email(&ctx.db, &email).await? else {
-        state.passwords.verify_dummy(&password).await?;
+    let failures = LoginFailures::new(&email, origin.ip_or_unknown());
+    failures.check(&state).await?;
+    let Some(user) = check_credentials(&ctx, &state, &email, Password::new(body.password)).await?
+    else {
+        failures.record_failure(&state).await;
         return Err(ApiError::unauthorized(INVALID_CREDENTIALS));
     };
-    let matches = state.passwords.verify(&password, &user.password).await?;
-    if !matches || !user.is_active {
-        return Err(ApiError::unauthorized(INVALID_CREDENTIALS));
-    }
+    failures.clear(&state).await;
     let pair = session::start(&ctx, &state, &user, origin).await?;
     Ok(Json(AuthResponse::new(user, pair)))
+}
+
+/// The active user with this email and password, or `None`, after the same work
+/// whether or not the email is known.
+async fn check_credentials(
+    ctx: &AppContext,
+    state: &AuthState,
+    email: &Email,
+    password: Password,
+) -> ApiResult<Option<users::Model>> {
+    if password.expose().len() > users::MAX_PASSWORD_BYTES {
+        // No stored password can be this long: refuse without spending bcrypt on it.
+        return Ok(None);
+    }
+    let Some(user) = users::find_by_email(&ctx.db, email).await? else {
+        state.passwords.verify_dummy(&password).await?;
+        return Ok(None);
+    };
+    let matches = state.passwords.verify(&password, &user.password).await?;
+    Ok(Some(user).filter(|user| matches && user.is_active))
 }
 
 /// Trades the current refresh token for a new pair. Presenting an older refresh
@@ -121,12 +142,15 @@ pub async fn login(
         (status = 200, body = TokenPairResponse),
         (status = 400, body = ErrorBody),
         (status = 401, description = "Invalid, expired, revoked or reused refresh token", body = ErrorBody),
+        (status = 429, description = "Too many refreshes from this IP", body = ErrorBody),
     ))]
 pub async fn refresh(
     State(ctx): State<AppContext>,
+    ClientOrigin(origin): ClientOrigin,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> ApiResult<Json<TokenPairResponse>> {
     let state = AuthState::of(&ctx)?;
+    throttle::attempt(&state, Route::Refresh, origin.ip_or_unknown()).await?;
     let pair = session::refresh(&ctx, &state, &body.refresh_token).await?;
     Ok(Json(pair.into()))
 }

@@ -3,7 +3,7 @@
 use axum::{extract::State, http::StatusCode, Json};
 use chrono::{DateTime, Utc};
 use loco_rs::{app::AppContext, controller::Routes};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -11,7 +11,10 @@ use super::{validation_failed, ApiJson, ApiPath};
 use crate::{
     auth::{api_key::KeyHash, cache::Revocation, extract::UserAuth, revocations, AuthState},
     error::{ApiResult, ErrorBody},
-    models::{api_keys, users::parse_name},
+    models::{
+        api_keys::{self, KeyRateLimit},
+        users::parse_name,
+    },
     views::{
         keys::{CreatedKeyResponse, KeyView},
         MessageResponse,
@@ -27,6 +30,47 @@ pub struct CreateKeyRequest {
     /// RFC 3339, in the future. Without it the key does not expire.
     #[schema(example = "2030-01-01T00:00:00Z")]
     pub expires_at: Option<String>,
+    /// Requests this key may make per window; over it, 429 with `Retry-After`.
+    pub rate_limit: Option<RateLimitBody>,
+}
+
+/// `requests` per `perSeconds`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RateLimitBody {
+    #[schema(example = 100, minimum = 1, maximum = 1_000_000)]
+    pub requests: u32,
+    #[schema(example = 60, minimum = 1, maximum = 86_400)]
+    pub per_seconds: u32,
+}
+
+const MAX_REQUESTS: u32 = 1_000_000;
+const MAX_WINDOW_SECONDS: u32 = 86_400;
+
+impl RateLimitBody {
+    fn parse(self) -> Result<KeyRateLimit, String> {
+        if !(1..=MAX_REQUESTS).contains(&self.requests) {
+            return Err(format!("rateLimit.requests must be 1 to {MAX_REQUESTS}"));
+        }
+        if !(1..=MAX_WINDOW_SECONDS).contains(&self.per_seconds) {
+            return Err(format!(
+                "rateLimit.perSeconds must be 1 to {MAX_WINDOW_SECONDS}"
+            ));
+        }
+        Ok(KeyRateLimit {
+            requests: self.requests,
+            per_seconds: self.per_seconds,
+        })
+    }
+}
+
+impl From<KeyRateLimit> for RateLimitBody {
+    fn from(limit: KeyRateLimit) -> Self {
+        Self {
+            requests: limit.requests,
+            per_seconds: limit.per_seconds,
+        }
+    }
 }
 
 fn parse_expires_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
@@ -62,9 +106,20 @@ pub async fn create(
         .as_deref()
         .map(|text| parse_expires_at(text, Utc::now()))
         .transpose();
-    let new_key = match (name, expires_at) {
-        (Ok(name), Ok(expires_at)) => api_keys::NewKey { name, expires_at },
-        (name, expires_at) => return Err(validation_failed([name.err(), expires_at.err()])),
+    let rate_limit = body.rate_limit.map(RateLimitBody::parse).transpose();
+    let new_key = match (name, expires_at, rate_limit) {
+        (Ok(name), Ok(expires_at), Ok(rate_limit)) => api_keys::NewKey {
+            name,
+            expires_at,
+            rate_limit,
+        },
+        (name, expires_at, rate_limit) => {
+            return Err(validation_failed([
+                name.err(),
+                expires_at.err(),
+                rate_limit.err(),
+            ]))
+        }
     };
     let (model, key) = api_keys::create(
         &ctx.db,

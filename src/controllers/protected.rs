@@ -21,7 +21,8 @@ pub async fn user_only(UserAuth(principal): UserAuth) -> Json<ProtectedResponse>
 
 /// Services only: an `x-api-key`.
 #[utoipa::path(get, path = "/protected/service-only", tag = "protected", security(("apiKey" = [])),
-    responses((status = 200, body = ProtectedResponse), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = ProtectedResponse), (status = 401, body = ErrorBody),
+        (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn service_only(ServiceAuth(principal): ServiceAuth) -> Json<ProtectedResponse> {
     Json(ProtectedResponse::for_service(
         "This route is accessible only with API key",
@@ -32,7 +33,8 @@ pub async fn service_only(ServiceAuth(principal): ServiceAuth) -> Json<Protected
 /// Either; an `x-api-key` header, when present, decides.
 #[utoipa::path(get, path = "/protected/flexible", tag = "protected",
     security(("bearerAuth" = []), ("apiKey" = [])),
-    responses((status = 200, body = ProtectedResponse), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = ProtectedResponse), (status = 401, body = ErrorBody),
+        (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
 pub async fn flexible(auth: AnyAuth) -> Json<ProtectedResponse> {
     Json(ProtectedResponse::for_any(
         "This route accepts both user JWT and API key",

@@ -20,6 +20,7 @@ use crate::{
     auth::{
         api_key::{ApiKey, KeyHash},
         cache::KeyRecord,
+        rate_limit::Limit,
     },
     error::{on_unique_violation, ApiError},
 };
@@ -28,6 +29,34 @@ use crate::{
 pub struct NewKey {
     pub name: String,
     pub expires_at: Option<DateTime<Utc>>,
+    pub rate_limit: Option<KeyRateLimit>,
+}
+
+/// A key's own request limit: `requests` per `per_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRateLimit {
+    pub requests: u32,
+    pub per_seconds: u32,
+}
+
+impl KeyRateLimit {
+    pub fn of(model: &Model) -> Option<Self> {
+        Self::from_columns(model.rate_limit_requests, model.rate_limit_per_seconds)
+    }
+
+    fn from_columns(requests: Option<i32>, per_seconds: Option<i32>) -> Option<Self> {
+        Some(Self {
+            requests: u32::try_from(requests?).ok()?,
+            per_seconds: u32::try_from(per_seconds?).ok()?,
+        })
+    }
+
+    pub fn limit(self) -> Limit {
+        Limit {
+            max: self.requests,
+            window: std::time::Duration::from_secs(u64::from(self.per_seconds)),
+        }
+    }
 }
 
 /// Creates a key for `user_id` and returns its row with the key itself, which is
@@ -64,8 +93,8 @@ pub async fn create(
         expires_at: Set(new.expires_at.map(|at| at.fixed_offset())),
         last_used_at: Set(None),
         revoked_at: Set(None),
-        rate_limit_requests: Set(None),
-        rate_limit_per_seconds: Set(None),
+        rate_limit_requests: Set(new.rate_limit.map(|limit| to_column(limit.requests))),
+        rate_limit_per_seconds: Set(new.rate_limit.map(|limit| to_column(limit.per_seconds))),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -73,6 +102,10 @@ pub async fn create(
     .await
     .map_err(|err| on_unique_violation(err, "An active API key with this name already exists"))?;
     Ok((model, key))
+}
+
+fn to_column(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
 }
 
 /// The user's keys, newest first.
@@ -124,27 +157,42 @@ pub async fn load_record(
     db: &DatabaseConnection,
     hash: &KeyHash,
 ) -> Result<Option<KeyRecord>, DbErr> {
-    let row: Option<(Uuid, Uuid, bool, Option<DateTimeWithTimeZone>, String, bool)> =
-        Entity::find()
-            .select_only()
-            .column(api_keys::Column::Id)
-            .column(api_keys::Column::UserId)
-            .column(api_keys::Column::IsActive)
-            .column(api_keys::Column::ExpiresAt)
-            .column(users::Column::Email)
-            .column(users::Column::IsActive)
-            .inner_join(users::Entity)
-            .filter(api_keys::Column::KeyHash.eq(hash.0.as_str()))
-            .into_tuple()
-            .one(db)
-            .await?;
+    type Row = (
+        Uuid,
+        Uuid,
+        bool,
+        Option<DateTimeWithTimeZone>,
+        Option<i32>,
+        Option<i32>,
+        String,
+        bool,
+    );
+    let row: Option<Row> = Entity::find()
+        .select_only()
+        .column(api_keys::Column::Id)
+        .column(api_keys::Column::UserId)
+        .column(api_keys::Column::IsActive)
+        .column(api_keys::Column::ExpiresAt)
+        .column(api_keys::Column::RateLimitRequests)
+        .column(api_keys::Column::RateLimitPerSeconds)
+        .column(users::Column::Email)
+        .column(users::Column::IsActive)
+        .inner_join(users::Entity)
+        .filter(api_keys::Column::KeyHash.eq(hash.0.as_str()))
+        .into_tuple()
+        .one(db)
+        .await?;
     Ok(row.map(
-        |(key_id, user_id, key_active, expires_at, email, user_active)| KeyRecord {
-            key_id,
-            user_id,
-            email,
-            usable: key_active && user_active,
-            expires_at: expires_at.map(|at| at.with_timezone(&Utc)),
+        |(key_id, user_id, key_active, expires_at, requests, per_seconds, email, user_active)| {
+            KeyRecord {
+                key_id,
+                user_id,
+                email,
+                usable: key_active && user_active,
+                expires_at: expires_at.map(|at| at.with_timezone(&Utc)),
+                rate_limit: KeyRateLimit::from_columns(requests, per_seconds)
+                    .map(KeyRateLimit::limit),
+            }
         },
     ))
 }

@@ -18,6 +18,14 @@ pub struct Origin {
     pub ip: Option<String>,
 }
 
+impl Origin {
+    /// The client IP, or `unknown` when the server was reached without a socket
+    /// address (never in production), for rate-limit keys.
+    pub fn ip_or_unknown(&self) -> &str {
+        self.ip.as_deref().unwrap_or("unknown")
+    }
+}
+
 /// # Errors
 /// Database errors.
 pub async fn create<C: ConnectionTrait>(

@@ -5,7 +5,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::{auth::api_key::ApiKey, models::api_keys};
+use crate::{
+    auth::api_key::ApiKey,
+    controllers::keys::RateLimitBody,
+    models::api_keys::{self, KeyRateLimit},
+};
 
 /// The one response that shows the key: store it now, it cannot be shown again.
 #[derive(Debug, Serialize, ToSchema)]
@@ -16,6 +20,7 @@ pub struct CreatedKeyResponse {
     pub key: String,
     pub name: String,
     pub expires_at: Option<DateTime<Utc>>,
+    pub rate_limit: Option<RateLimitBody>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -30,6 +35,8 @@ pub struct KeyView {
     pub is_active: bool,
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The key's own limit; `null` when it has none (a configured default may apply).
+    pub rate_limit: Option<RateLimitBody>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -38,6 +45,7 @@ impl CreatedKeyResponse {
         Self {
             id: model.id,
             key: key.reveal().to_string(),
+            rate_limit: KeyRateLimit::of(&model).map(RateLimitBody::from),
             name: model.name,
             expires_at: model.expires_at.map(|at| at.with_timezone(&Utc)),
             created_at: model.created_at.with_timezone(&Utc),
@@ -48,6 +56,7 @@ impl CreatedKeyResponse {
 impl From<api_keys::Model> for KeyView {
     fn from(model: api_keys::Model) -> Self {
         Self {
+            rate_limit: KeyRateLimit::of(&model).map(RateLimitBody::from),
             id: model.id,
             name: model.name,
             prefix: model.prefix,

@@ -1,5 +1,6 @@
 mod auth;
 mod docs;
 mod keys;
+mod limits;
 mod protected;
 mod support;

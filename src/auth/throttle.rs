@@ -1,0 +1,90 @@
+//! Throttling of the unauthenticated routes: login failures per account and IP
+//! (with a looser ceiling per account, so one attacker cannot lock an account
+//! out for everyone), and attempts per IP on login, signup and refresh.
+
+use super::{
+    rate_limit::{Limit, Usage},
+    AuthState,
+};
+use crate::{error::ApiError, models::users::Email};
+
+/// One rate-limited route's attempts from one client IP.
+#[derive(Debug, Clone, Copy)]
+pub enum Route {
+    Login,
+    Signup,
+    Refresh,
+}
+
+/// Counts an attempt on `route` from `ip`.
+///
+/// # Errors
+/// `TooManyRequests` once the IP is over the route's limit.
+pub async fn attempt(state: &AuthState, route: Route, ip: &str) -> Result<(), ApiError> {
+    let limits = &state.settings.limits;
+    let (name, limit) = match route {
+        Route::Login => ("login", limits.login_per_ip),
+        Route::Signup => ("signup", limits.signup_per_ip),
+        Route::Refresh => ("refresh", limits.refresh_per_ip),
+    };
+    let usage = state.limiter.hit(&format!("{name}:ip:{ip}"), limit).await;
+    if usage.exceeded() {
+        return Err(too_many(&usage));
+    }
+    Ok(())
+}
+
+/// The failure counters of a login for `email` from `ip`.
+pub struct LoginFailures {
+    account_ip: String,
+    account: String,
+}
+
+impl LoginFailures {
+    pub fn new(email: &Email, ip: &str) -> Self {
+        Self {
+            account_ip: format!("login-failures:{}:{ip}", email.as_str()),
+            account: format!("login-failures:{}", email.as_str()),
+        }
+    }
+
+    fn counters(&self, state: &AuthState) -> [(&str, Limit); 2] {
+        let limits = &state.settings.limits;
+        [
+            (&self.account_ip, limits.login_failures_per_account_ip),
+            (&self.account, limits.login_failures_per_account),
+        ]
+    }
+
+    /// # Errors
+    /// `TooManyRequests` while either counter is at its limit; the password is
+    /// not even checked then.
+    pub async fn check(&self, state: &AuthState) -> Result<(), ApiError> {
+        for (key, limit) in self.counters(state) {
+            let usage = state.limiter.peek(key, limit).await;
+            if usage.exhausted() {
+                return Err(too_many(&usage));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn record_failure(&self, state: &AuthState) {
+        for (key, limit) in self.counters(state) {
+            state.limiter.hit(key, limit).await;
+        }
+    }
+
+    /// A successful login clears the account's failures.
+    pub async fn clear(&self, state: &AuthState) {
+        for (key, _) in self.counters(state) {
+            state.limiter.reset(key).await;
+        }
+    }
+}
+
+pub fn too_many(usage: &Usage) -> ApiError {
+    ApiError::TooManyRequests {
+        retry_after_secs: usage.retry_after_secs(),
+    }
+}

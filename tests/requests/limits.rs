@@ -1,0 +1,243 @@
+//! Abuse resistance: login throttling, signup floods, per-key rate limits.
+
+use axum::http::StatusCode;
+use axum_test::TestServer;
+use serde_json::{json, Value};
+use serial_test::parallel;
+
+use super::support::{assert_error, create_key, signup, with_app, PASSWORD};
+use crate::assert_body_snapshot;
+
+async fn login(
+    server: &TestServer,
+    email: &str,
+    password: &str,
+    ip: &str,
+) -> axum_test::TestResponse {
+    server
+        .post("/auth/login")
+        .add_header("x-forwarded-for", ip)
+        .json(&json!({ "email": email, "password": password }))
+        .await
+}
+
+fn retry_after(response: &axum_test::TestResponse) -> u64 {
+    response
+        .header("retry-after")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+#[parallel]
+async fn login_brute_force_gets_429_with_retry_after() {
+    with_app(|server, _ctx| async move {
+        signup(&server, "ada@example.com").await;
+        for _ in 0..3 {
+            let response =
+                login(&server, "ada@example.com", "wrong password", "198.51.100.1").await;
+            assert_error(&response, StatusCode::UNAUTHORIZED);
+        }
+        // Locked for this account from this IP, even with the right password.
+        let locked = login(&server, "ada@example.com", PASSWORD, "198.51.100.1").await;
+        assert_error(&locked, StatusCode::TOO_MANY_REQUESTS);
+        assert!((1..=900).contains(&retry_after(&locked)));
+        assert_body_snapshot!(locked.json::<Value>(), {});
+
+        // The owner, elsewhere, still gets in.
+        let elsewhere = login(&server, "ada@example.com", PASSWORD, "203.0.113.5").await;
+        assert_eq!(elsewhere.status_code(), StatusCode::OK);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn another_account_on_the_same_ip_can_still_log_in() {
+    with_app(|server, _ctx| async move {
+        signup(&server, "ada@example.com").await;
+        signup(&server, "bob@example.com").await;
+        for _ in 0..4 {
+            login(&server, "ada@example.com", "wrong password", "198.51.100.1").await;
+        }
+        let bob = login(&server, "bob@example.com", PASSWORD, "198.51.100.1").await;
+        assert_eq!(bob.status_code(), StatusCode::OK);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn a_successful_login_resets_the_failures() {
+    with_app(|server, _ctx| async move {
+        signup(&server, "ada@example.com").await;
+        for _ in 0..2 {
+            login(&server, "ada@example.com", "wrong password", "198.51.100.1").await;
+        }
+        let ok = login(&server, "ada@example.com", PASSWORD, "198.51.100.1").await;
+        assert_eq!(ok.status_code(), StatusCode::OK);
+        for _ in 0..2 {
+            let response =
+                login(&server, "ada@example.com", "wrong password", "198.51.100.1").await;
+            assert_error(&response, StatusCode::UNAUTHORIZED);
+        }
+        let third = login(&server, "ada@example.com", "wrong password", "198.51.100.1").await;
+        assert_error(&third, StatusCode::UNAUTHORIZED);
+        let fourth = login(&server, "ada@example.com", "wrong password", "198.51.100.1").await;
+        assert_error(&fourth, StatusCode::TOO_MANY_REQUESTS);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn failures_from_many_ips_hit_the_accounts_ceiling() {
+    with_app(|server, _ctx| async move {
+        signup(&server, "ada@example.com").await;
+        for ip in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+            for _ in 0..2 {
+                let response = login(&server, "ada@example.com", "wrong password", ip).await;
+                assert_error(&response, StatusCode::UNAUTHORIZED);
+            }
+        }
+        let fourth_ip = login(&server, "ada@example.com", "wrong password", "198.51.100.4").await;
+        assert_error(&fourth_ip, StatusCode::TOO_MANY_REQUESTS);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn unknown_emails_are_throttled_like_known_ones() {
+    with_app(|server, _ctx| async move {
+        for _ in 0..3 {
+            login(
+                &server,
+                "nobody@example.com",
+                "wrong password",
+                "198.51.100.1",
+            )
+            .await;
+        }
+        let locked = login(
+            &server,
+            "nobody@example.com",
+            "wrong password",
+            "198.51.100.1",
+        )
+        .await;
+        assert_error(&locked, StatusCode::TOO_MANY_REQUESTS);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn signup_floods_get_429() {
+    with_app(|server, _ctx| async move {
+        for n in 0..8 {
+            let response = server
+                .post("/auth/signup")
+                .add_header("x-forwarded-for", "198.51.100.9")
+                .json(&json!({ "email": format!("flood{n}@example.com"), "password": PASSWORD }))
+                .await;
+            assert_eq!(response.status_code(), StatusCode::CREATED);
+        }
+        let flood = server
+            .post("/auth/signup")
+            .add_header("x-forwarded-for", "198.51.100.9")
+            .json(&json!({ "email": "flood9@example.com", "password": PASSWORD }))
+            .await;
+        assert_error(&flood, StatusCode::TOO_MANY_REQUESTS);
+        assert!(retry_after(&flood) >= 1);
+        let other_ip = server
+            .post("/auth/signup")
+            .add_header("x-forwarded-for", "198.51.100.10")
+            .json(&json!({ "email": "flood10@example.com", "password": PASSWORD }))
+            .await;
+        assert_eq!(other_ip.status_code(), StatusCode::CREATED);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn a_keys_rate_limit_is_enforced_and_reported() {
+    with_app(|server, _ctx| async move {
+        let user = signup(&server, "ada@example.com").await;
+        let limited = create_key(
+            &server,
+            &user.access,
+            json!({ "name": "limited", "rateLimit": { "requests": 3, "perSeconds": 60 } }),
+        )
+        .await;
+        for remaining in ["2", "1", "0"] {
+            let response = server
+                .get("/protected/service-only")
+                .add_header("x-api-key", &limited.key)
+                .await;
+            assert_eq!(response.status_code(), StatusCode::OK);
+            assert_eq!(response.header("ratelimit-limit"), "3");
+            assert_eq!(response.header("ratelimit-remaining"), remaining);
+            assert!(response.maybe_header("ratelimit-reset").is_some());
+        }
+        let over = server
+            .get("/protected/flexible")
+            .add_header("x-api-key", &limited.key)
+            .await;
+        assert_error(&over, StatusCode::TOO_MANY_REQUESTS);
+        assert!((1..=60).contains(&retry_after(&over)));
+        assert_eq!(over.header("ratelimit-remaining"), "0");
+
+        let unlimited = create_key(&server, &user.access, json!({ "name": "free" })).await;
+        let free = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", &unlimited.key)
+            .await;
+        assert_eq!(free.status_code(), StatusCode::OK);
+        assert!(free.maybe_header("ratelimit-limit").is_none());
+
+        let listed: Value = server
+            .get("/keys")
+            .authorization_bearer(&user.access)
+            .await
+            .json();
+        let limits: Vec<&Value> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| &k["rateLimit"])
+            .collect();
+        assert_eq!(
+            limits,
+            [&Value::Null, &json!({ "requests": 3, "perSeconds": 60 })]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn bad_rate_limits_are_400() {
+    with_app(|server, _ctx| async move {
+        let user = signup(&server, "ada@example.com").await;
+        for rate_limit in [
+            json!({ "requests": 0, "perSeconds": 60 }),
+            json!({ "requests": 10, "perSeconds": 100_000 }),
+            json!({ "requests": -1, "perSeconds": 60 }),
+            json!({ "requests": 10 }),
+            json!("10/minute"),
+        ] {
+            let response = server
+                .post("/keys/create")
+                .authorization_bearer(&user.access)
+                .json(&json!({ "name": "k", "rateLimit": rate_limit }))
+                .await;
+            assert_error(&response, StatusCode::BAD_REQUEST);
+            assert!(!response.text().contains("10/minute"), "value echoed");
+        }
+    })
+    .await;
+}
