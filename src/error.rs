@@ -69,9 +69,15 @@ pub struct ErrorBody {
     pub status_code: u16,
     #[schema(example = "Unauthorized")]
     pub error: String,
-    /// A sentence, or for validation errors one sentence per problem.
-    #[schema(value_type = Object)]
-    pub message: serde_json::Value,
+    pub message: ErrorMessage,
+}
+
+/// A sentence, or for validation errors one sentence per problem.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ErrorMessage {
+    One(String),
+    Many(Vec<String>),
 }
 
 impl ApiError {
@@ -107,20 +113,19 @@ impl ApiError {
         }
     }
 
-    fn message(&self) -> serde_json::Value {
-        match self {
-            Self::Validation(problems) => serde_json::json!(problems),
-            Self::BadRequest(message) | Self::Conflict(message) => serde_json::json!(message),
-            Self::Unauthorized { message, .. } | Self::NotFound(message) => {
-                serde_json::json!(message)
-            }
-            Self::PayloadTooLarge => serde_json::json!("Request body exceeds 64 KiB"),
-            Self::TooManyRequests { .. } => serde_json::json!("Too many requests, try again later"),
-            Self::Busy { .. } => serde_json::json!("Server busy, try again shortly"),
-            Self::RouteNotFound => serde_json::json!("Route not found"),
-            Self::MethodNotAllowed => serde_json::json!("Method not allowed on this route"),
-            Self::Internal(_) => serde_json::json!("Internal server error"),
-        }
+    fn message(&self) -> ErrorMessage {
+        let sentence: &str = match self {
+            Self::Validation(problems) => return ErrorMessage::Many(problems.clone()),
+            Self::BadRequest(message) | Self::Conflict(message) => message,
+            Self::Unauthorized { message, .. } | Self::NotFound(message) => message,
+            Self::PayloadTooLarge => "Request body exceeds 64 KiB",
+            Self::TooManyRequests { .. } => "Too many requests, try again later",
+            Self::Busy { .. } => "Server busy, try again shortly",
+            Self::RouteNotFound => "Route not found",
+            Self::MethodNotAllowed => "Method not allowed on this route",
+            Self::Internal(_) => "Internal server error",
+        };
+        ErrorMessage::One(sentence.to_string())
     }
 }
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Two authgate instances on one PostgreSQL database (two ports).
+"""Two authgate instances on one PostgreSQL database (two ports) and one Redis.
 
 A credential is created and used on instance A, used on B (warming B's cache),
 then revoked on A, or the user deactivated by the admin task; B must refuse it
 within one second. The cache TTL is set to a minute, so only the NOTIFY/LISTEN
-eviction can make these pass.
+eviction can make these pass. A key's rate limit is shared through Redis: uses
+on A and on B count against one limit.
 
-Usage: DATABASE_URL=postgres://… tests/multi_instance.py [path/to/authgate-cli]
+Usage: DATABASE_URL=postgres://… [REDIS_URL=redis://…] tests/multi_instance.py [authgate-cli]
 """
 
 import json
@@ -30,6 +31,7 @@ ENV = dict(
     LOCO_ENV="development",
     LOG_LEVEL="warn",
     AUTH_CACHE_TTL="60s",
+    REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
 )
 
 
@@ -68,12 +70,13 @@ def start(port):
     raise RuntimeError(f"instance on port {port} did not start")
 
 
-def new_user():
+def new_user(key_body=None):
     email = f"multi-{uuid.uuid4().hex[:12]}@example.com"
     status, body = call(PORT_A, "POST", "/auth/signup", {"email": email, "password": PASSWORD})
     assert status == 201, (status, body)
     token = body["accessToken"]
-    status, created = call(PORT_A, "POST", "/keys/create", {"name": "svc"}, token=token)
+    key_body = key_body or {"name": "svc"}
+    status, created = call(PORT_A, "POST", "/keys/create", key_body, token=token)
     assert status == 201, (status, created)
     return email, token, created
 
@@ -122,6 +125,16 @@ def deactivation_by_task_is_refused_on_b():
     assert refused_on_b_within_deadline("/protected/user-only", token=token)
 
 
+def a_keys_rate_limit_is_shared_by_both_instances():
+    _, _, created = new_user({"name": "limited", "rateLimit": {"requests": 4, "perSeconds": 60}})
+    key = created["key"]
+    for port in (PORT_A, PORT_B, PORT_A, PORT_B):
+        assert call(port, "GET", "/protected/service-only", key=key)[0] == 200
+    # Each instance alone has seen two uses; together they have seen four.
+    assert call(PORT_A, "GET", "/protected/service-only", key=key)[0] == 429
+    assert call(PORT_B, "GET", "/protected/service-only", key=key)[0] == 429
+
+
 def main():
     instances = [start(PORT_A)]
     instances.append(start(PORT_B))
@@ -131,6 +144,7 @@ def main():
             key_revoked_on_a_is_refused_on_b,
             logout_on_a_is_refused_on_b,
             deactivation_by_task_is_refused_on_b,
+            a_keys_rate_limit_is_shared_by_both_instances,
         ):
             try:
                 test()
