@@ -27,19 +27,20 @@ const INVALID_CREDENTIALS: &str = "Invalid email or password";
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     pub email: String,
     /// 8 to 72 bytes.
-    #[schema(example = "correct horse battery")]
+    #[schema(example = "correct horse battery", min_length = 8, max_length = 72)]
     pub password: String,
-    #[schema(example = "Ada")]
+    /// 1 to 100 characters, trimmed.
+    #[schema(example = "Ada", min_length = 1, max_length = 100)]
     pub name: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     pub email: String,
     #[schema(example = "correct horse battery")]
     pub password: String,

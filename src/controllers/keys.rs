@@ -25,10 +25,10 @@ use crate::{
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateKeyRequest {
     /// 1 to 100 characters, trimmed; unique among the user's active keys.
-    #[schema(example = "billing-service")]
+    #[schema(example = "billing-service", min_length = 1, max_length = 100)]
     pub name: String,
     /// RFC 3339, in the future. Without it the key does not expire.
-    #[schema(example = "2030-01-01T00:00:00Z")]
+    #[schema(example = "2030-01-01T00:00:00Z", format = DateTime)]
     pub expires_at: Option<String>,
     /// Requests this key may make per window; over it, 429 with `Retry-After`.
     pub rate_limit: Option<RateLimitBody>,
