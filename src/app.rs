@@ -94,13 +94,15 @@ impl Hooks for App {
     }
 
     /// Wrong methods answer in the API's error shape too (axum sets this on the
-    /// routes registered so far, so it goes after them); rate-limited keys get
-    /// their `RateLimit-*` headers; CORS only for configured origins.
+    /// routes registered so far, so it goes after them); oversized headers and
+    /// URIs are refused first; rate-limited keys get their `RateLimit-*` headers;
+    /// CORS only for configured origins.
     async fn after_routes(router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> {
         let state = AuthState::of(ctx).map_err(|err| Error::Message(err.to_string()))?;
         let router = router
             .method_not_allowed_fallback(controllers::method_not_allowed)
-            .layer(axum::middleware::from_fn(rate_limit_headers));
+            .layer(axum::middleware::from_fn(rate_limit_headers))
+            .layer(axum::middleware::from_fn(controllers::bounded_request));
         Ok(match cors_layer(&state.settings.cors_origins)? {
             Some(cors) => router.layer(cors),
             None => router,

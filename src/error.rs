@@ -46,6 +46,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("request body too large")]
     PayloadTooLarge,
+    #[error("request headers too large")]
+    HeadersTooLarge,
+    #[error("request URI too long")]
+    UriTooLong,
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("server busy")]
@@ -106,6 +110,8 @@ impl ApiError {
             Self::NotFound(_) | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -119,6 +125,8 @@ impl ApiError {
             Self::BadRequest(message) | Self::Conflict(message) => message,
             Self::Unauthorized { message, .. } | Self::NotFound(message) => message,
             Self::PayloadTooLarge => "Request body exceeds 64 KiB",
+            Self::HeadersTooLarge => "Request headers exceed 16 KiB",
+            Self::UriTooLong => "Request URI exceeds 2048 bytes",
             Self::TooManyRequests { .. } => "Too many requests, try again later",
             Self::Busy { .. } => "Server busy, try again shortly",
             Self::RouteNotFound => "Route not found",

@@ -241,3 +241,48 @@ async fn bad_rate_limits_are_400() {
     })
     .await;
 }
+
+#[tokio::test]
+#[parallel]
+async fn hostile_headers_and_uris_are_4xx() {
+    with_app(|server, _ctx| async move {
+        let non_utf8 = axum::http::HeaderValue::from_bytes(b"sk_\xff\xfe").unwrap();
+        let response = server
+            .get("/protected/service-only")
+            .add_header("x-api-key", non_utf8)
+            .await;
+        assert_error(&response, StatusCode::UNAUTHORIZED);
+        let non_utf8 = axum::http::HeaderValue::from_bytes(b"Bearer \xff").unwrap();
+        let response = server
+            .get("/protected/user-only")
+            .add_header("authorization", non_utf8)
+            .await;
+        assert_error(&response, StatusCode::UNAUTHORIZED);
+
+        let huge = "a".repeat(20 * 1024);
+        let response = server
+            .get("/protected/user-only")
+            .add_header("x-padding", huge)
+            .await;
+        assert_error(&response, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let long_path = format!("/keys/{}", "a".repeat(3000));
+        assert_error(&server.get(&long_path).await, StatusCode::URI_TOO_LONG);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn a_body_that_is_not_utf8_is_400() {
+    with_app(|server, _ctx| async move {
+        let response = server
+            .post("/auth/login")
+            .bytes(bytes::Bytes::from_static(
+                b"{\"email\": \"\xff\xfe\", \"password\": \"x\"}",
+            ))
+            .content_type("application/json")
+            .await;
+        assert_error(&response, StatusCode::BAD_REQUEST);
+    })
+    .await;
+}
