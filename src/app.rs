@@ -25,12 +25,18 @@ use crate::{
     auth::{extract::API_KEY_HEADER, rate_limit::rate_limit_headers, revocations, AuthState},
     controllers,
     models::_entities::{api_keys, sessions, users},
-    settings::Settings,
+    settings::{Resolved, Settings},
     tasks,
     workers::last_used::{self, LastUsedWorker},
 };
 
 pub struct App;
+
+fn resolve_settings(config: &Config, environment: &Environment) -> Result<Resolved> {
+    Settings::from_config(config.settings.as_ref())
+        .and_then(|settings| settings.resolve(environment))
+        .map_err(Error::Message)
+}
 
 /// Browsers may call from these origins only. Credentials travel in headers, not
 /// cookies, so `Access-Control-Allow-Credentials` is never sent, and never `*`.
@@ -77,12 +83,17 @@ impl Hooks for App {
         create_app::<Self, Migrator>(mode, environment, config).await
     }
 
-    /// Checks the settings (production refuses weak secrets) and builds the
-    /// credential layer's state, before anything can serve a request.
+    /// Refuses a bad configuration (in production: weak secrets) before anything
+    /// is opened or created, the database included.
+    async fn load_config(environment: &Environment) -> Result<Config> {
+        let config = environment.load()?;
+        resolve_settings(&config, environment)?;
+        Ok(config)
+    }
+
+    /// Builds the credential layer's state, before anything can serve a request.
     async fn after_context(ctx: AppContext) -> Result<AppContext> {
-        let settings = Settings::from_config(ctx.config.settings.as_ref())
-            .and_then(|settings| settings.resolve(&ctx.environment))
-            .map_err(Error::Message)?;
+        let settings = resolve_settings(&ctx.config, &ctx.environment)?;
         let state = AuthState::new(settings).map_err(Error::Message)?;
         ctx.shared_store.insert(Arc::new(state));
         Ok(ctx)
