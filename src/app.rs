@@ -92,8 +92,17 @@ impl Hooks for App {
     }
 
     /// Builds the credential layer's state, before anything can serve a request.
-    async fn after_context(ctx: AppContext) -> Result<AppContext> {
+    async fn after_context(mut ctx: AppContext) -> Result<AppContext> {
+        // axum clones the app context for every request, and with it the settings'
+        // JSON tree (dozens of allocations: it tripled the cost of a request), so
+        // they are taken out and kept parsed in `AuthState`. `cargo loco start`
+        // builds a second context from the first one's config: then the settings
+        // are read again from the same files.
+        if ctx.config.settings.is_none() {
+            ctx.config.settings = Self::load_config(&ctx.environment).await?.settings;
+        }
         let settings = resolve_settings(&ctx.config, &ctx.environment)?;
+        ctx.config.settings = None;
         let state = AuthState::new(settings).map_err(Error::Message)?;
         ctx.shared_store.insert(Arc::new(state));
         Ok(ctx)

@@ -18,9 +18,22 @@ const DISPLAY_PREFIX_LEN: usize = PREFIX.len() + 8;
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(String);
 
-/// The SHA-256 of a key, hex encoded: what the database and the cache know a key by.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct KeyHash(pub String);
+/// The SHA-256 of a key: what the cache knows a key by; the database stores it
+/// hex encoded. Kept as bytes so the hot path neither allocates nor encodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KeyHash([u8; 32]);
+
+impl KeyHash {
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).ok()?;
+        Some(Self(bytes))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyFormatError {
@@ -72,7 +85,7 @@ impl ApiKey {
     }
 
     pub fn hash(&self) -> KeyHash {
-        KeyHash(hex::encode(Sha256::digest(self.0.as_bytes())))
+        KeyHash(Sha256::digest(self.0.as_bytes()).into())
     }
 
     /// The part of the key that may be shown again, e.g. `sk_1a2b3c4d`.
@@ -159,6 +172,14 @@ mod tests {
         let text = format!("sk_é{}", &key.reveal()[5..]);
         assert_eq!(text.len(), 67);
         assert_eq!(ApiKey::parse(&text), Err(KeyFormatError::NotLowercaseHex));
+    }
+
+    #[test]
+    fn hashes_round_trip_through_hex() {
+        let hash = ApiKey::generate().unwrap().hash();
+        assert_eq!(hash.to_hex().len(), 64);
+        assert_eq!(KeyHash::from_hex(&hash.to_hex()), Some(hash));
+        assert_eq!(KeyHash::from_hex("zz"), None);
     }
 
     #[test]

@@ -4,13 +4,15 @@
 //! never cached as a verdict: records carry `expires_at` and are checked against
 //! the clock on every request.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use moka::sync::Cache;
 use uuid::Uuid;
 
-use super::{api_key::KeyHash, rate_limit::Limit};
+use sha2::{Digest, Sha256};
+
+use super::{api_key::KeyHash, rate_limit::Limit, tokens::AccessClaims};
 
 /// What a stored key resolves to. `usable` folds in revocation and the owner's state.
 #[derive(Debug, Clone)]
@@ -59,7 +61,7 @@ impl Revocation {
     /// The `NOTIFY` payload: `key:<hash>`, `session:<id>` or `user:<id>`.
     pub fn to_payload(&self) -> String {
         match self {
-            Self::Key(hash) => format!("key:{}", hash.0),
+            Self::Key(hash) => format!("key:{}", hash.to_hex()),
             Self::Session(id) => format!("session:{id}"),
             Self::User(id) => format!("user:{id}"),
         }
@@ -68,7 +70,7 @@ impl Revocation {
     pub fn from_payload(payload: &str) -> Option<Self> {
         let (kind, value) = payload.split_once(':')?;
         match kind {
-            "key" => Some(Self::Key(KeyHash(value.to_string()))),
+            "key" => KeyHash::from_hex(value).map(Self::Key),
             "session" => value.parse().ok().map(Self::Session),
             "user" => value.parse().ok().map(Self::User),
             _ => None,
@@ -76,15 +78,32 @@ impl Revocation {
     }
 }
 
+/// The SHA-256 of an access token that passed verification once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    pub fn of(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+}
+
 pub struct VerificationCache {
-    keys: Cache<KeyHash, KeyRecord>,
+    /// Claims of access tokens already verified: a digest costs less than the
+    /// signature check and JSON parsing, and the session is still checked.
+    access_tokens: Cache<TokenDigest, Arc<AccessClaims>>,
+    keys: Cache<KeyHash, Arc<KeyRecord>>,
     unknown_keys: Cache<KeyHash, ()>,
-    sessions: Cache<Uuid, SessionRecord>,
+    sessions: Cache<Uuid, Arc<SessionRecord>>,
 }
 
 impl VerificationCache {
     pub fn new(max_entries: u64, ttl: Duration, negative_ttl: Duration) -> Self {
         Self {
+            access_tokens: Cache::builder()
+                .max_capacity(max_entries)
+                .time_to_live(ttl)
+                .build(),
             keys: Cache::builder()
                 .max_capacity(max_entries)
                 .time_to_live(ttl)
@@ -100,7 +119,7 @@ impl VerificationCache {
         }
     }
 
-    pub fn key(&self, hash: &KeyHash) -> Lookup<KeyRecord> {
+    pub fn key(&self, hash: &KeyHash) -> Lookup<Arc<KeyRecord>> {
         if let Some(record) = self.keys.get(hash) {
             Lookup::Known(record)
         } else if self.unknown_keys.contains_key(hash) {
@@ -110,18 +129,26 @@ impl VerificationCache {
         }
     }
 
-    pub fn remember_key(&self, hash: KeyHash, record: Option<KeyRecord>) {
+    pub fn remember_key(&self, hash: KeyHash, record: Option<Arc<KeyRecord>>) {
         match record {
             Some(record) => self.keys.insert(hash, record),
             None => self.unknown_keys.insert(hash, ()),
         }
     }
 
-    pub fn session(&self, id: Uuid) -> Option<SessionRecord> {
+    pub fn access_token(&self, digest: &TokenDigest) -> Option<Arc<AccessClaims>> {
+        self.access_tokens.get(digest)
+    }
+
+    pub fn remember_access_token(&self, digest: TokenDigest, claims: Arc<AccessClaims>) {
+        self.access_tokens.insert(digest, claims);
+    }
+
+    pub fn session(&self, id: Uuid) -> Option<Arc<SessionRecord>> {
         self.sessions.get(&id)
     }
 
-    pub fn remember_session(&self, id: Uuid, record: SessionRecord) {
+    pub fn remember_session(&self, id: Uuid, record: Arc<SessionRecord>) {
         self.sessions.insert(id, record);
     }
 
@@ -136,6 +163,7 @@ impl VerificationCache {
     }
 
     pub fn clear(&self) {
+        self.access_tokens.invalidate_all();
         self.keys.invalidate_all();
         self.unknown_keys.invalidate_all();
         self.sessions.invalidate_all();
@@ -152,6 +180,7 @@ pub enum Lookup<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::api_key::ApiKey;
 
     fn record(expires_at: Option<DateTime<Utc>>) -> KeyRecord {
         KeyRecord {
@@ -175,18 +204,18 @@ mod tests {
     #[test]
     fn revoking_a_key_evicts_it() {
         let cache = VerificationCache::new(10, Duration::from_secs(60), Duration::from_secs(60));
-        let hash = KeyHash("h".into());
-        cache.remember_key(hash.clone(), Some(record(None)));
+        let hash = ApiKey::generate().unwrap().hash();
+        cache.remember_key(hash, Some(Arc::new(record(None))));
         assert!(matches!(cache.key(&hash), Lookup::Known(_)));
-        cache.apply(&Revocation::Key(hash.clone()));
+        cache.apply(&Revocation::Key(hash));
         assert!(matches!(cache.key(&hash), Lookup::Miss));
     }
 
     #[test]
     fn unknown_keys_are_remembered() {
         let cache = VerificationCache::new(10, Duration::from_secs(60), Duration::from_secs(60));
-        let hash = KeyHash("nope".into());
-        cache.remember_key(hash.clone(), None);
+        let hash = ApiKey::generate().unwrap().hash();
+        cache.remember_key(hash, None);
         assert!(matches!(cache.key(&hash), Lookup::Unknown));
     }
 
@@ -194,7 +223,7 @@ mod tests {
     fn payloads_round_trip() {
         let id = Uuid::new_v4();
         for revocation in [
-            Revocation::Key(KeyHash("abc".into())),
+            Revocation::Key(ApiKey::generate().unwrap().hash()),
             Revocation::Session(id),
             Revocation::User(id),
         ] {

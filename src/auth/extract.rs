@@ -3,21 +3,25 @@
 //! `ServiceAuth` without a valid API key; `AnyAuth` accepts either and says which.
 //! A route's protection is visible in its signature.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts},
     http::{header, request::Parts},
 };
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use loco_rs::app::AppContext;
 use uuid::Uuid;
 
 use super::{
     api_key::ApiKey,
-    cache::{KeyRecord, Lookup, SessionRecord},
+    cache::{KeyRecord, Lookup, SessionRecord, TokenDigest},
     rate_limit::UsageSlot,
     throttle::too_many,
+    tokens::AccessClaims,
     AuthState,
 };
 use crate::{
@@ -97,17 +101,15 @@ async fn user_principal(
     state: &AuthState,
 ) -> Result<UserPrincipal, ApiError> {
     let token = bearer_token(parts).ok_or(ApiError::unauthorized(INVALID_TOKEN))?;
-    let claims = state
-        .tokens
-        .verify_access(token)
-        .ok_or(ApiError::unauthorized(INVALID_TOKEN))?;
+    let now = Utc::now();
+    let claims = access_claims(state, token, now).ok_or(ApiError::unauthorized(INVALID_TOKEN))?;
     let session = session_record(ctx, state, claims.sid)
         .await?
-        .filter(|session| session.user_id == claims.sub && session.accepts_at(Utc::now()))
+        .filter(|session| session.user_id == claims.sub && session.accepts_at(now))
         .ok_or(ApiError::unauthorized(INVALID_TOKEN))?;
     Ok(UserPrincipal {
         user_id: session.user_id,
-        email: session.email,
+        email: session.email.clone(),
         session_id: claims.sid,
     })
 }
@@ -144,7 +146,7 @@ async fn service_principal(
     }
     Ok(ServicePrincipal {
         user_id: record.user_id,
-        email: record.email,
+        email: record.email.clone(),
         key_id: record.key_id,
     })
 }
@@ -157,16 +159,30 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
         .then_some(token.trim())
 }
 
+/// The claims of a valid, unexpired access token: remembered from an earlier
+/// verification of the same token, else verified now.
+fn access_claims(state: &AuthState, token: &str, now: DateTime<Utc>) -> Option<Arc<AccessClaims>> {
+    let digest = TokenDigest::of(token);
+    if let Some(claims) = state.cache.access_token(&digest) {
+        return (now.timestamp() < claims.exp).then_some(claims);
+    }
+    let claims = Arc::new(state.tokens.verify_access(token)?);
+    state.cache.remember_access_token(digest, claims.clone());
+    Some(claims)
+}
+
 /// The session behind an access token: from the cache, else one query.
 async fn session_record(
     ctx: &AppContext,
     state: &AuthState,
     session_id: Uuid,
-) -> Result<Option<SessionRecord>, ApiError> {
+) -> Result<Option<Arc<SessionRecord>>, ApiError> {
     if let Some(record) = state.cache.session(session_id) {
         return Ok(Some(record));
     }
-    let record = sessions::load_record(&ctx.db, session_id).await?;
+    let record = sessions::load_record(&ctx.db, session_id)
+        .await?
+        .map(Arc::new);
     if let Some(record) = &record {
         state.cache.remember_session(session_id, record.clone());
     }
@@ -179,13 +195,13 @@ async fn key_record(
     ctx: &AppContext,
     state: &AuthState,
     key: &ApiKey,
-) -> Result<Option<KeyRecord>, ApiError> {
+) -> Result<Option<Arc<KeyRecord>>, ApiError> {
     let hash = key.hash();
     match state.cache.key(&hash) {
         Lookup::Known(record) => Ok(Some(record)),
         Lookup::Unknown => Ok(None),
         Lookup::Miss => {
-            let record = api_keys::load_record(&ctx.db, &hash).await?;
+            let record = api_keys::load_record(&ctx.db, &hash).await?.map(Arc::new);
             state.cache.remember_key(hash, record.clone());
             Ok(record)
         }

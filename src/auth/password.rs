@@ -1,5 +1,5 @@
 //! bcrypt hashing and verifying, off the async workers. bcrypt runs on tokio's
-//! blocking pool behind a semaphore sized to the cores, so a login storm queues
+//! blocking pool behind a semaphore of one less than the cores, so a login storm queues
 //! here instead of starving key- and token-authenticated requests; past a bounded
 //! queue, callers get `Busy` (503 + `Retry-After`) rather than waiting forever.
 
@@ -47,9 +47,12 @@ impl PasswordHasher {
         // path costs exactly one verify.
         let dummy_hash = bcrypt::hash("authgate-dummy-password", cost)?;
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        // One core is left to everything else: during a login storm, key- and
+        // token-authenticated requests keep a core of their own.
+        let hashing_slots = cores.saturating_sub(1).max(1);
         Ok(Self {
             cost,
-            running: Semaphore::new(cores),
+            running: Semaphore::new(hashing_slots),
             waiting: Arc::new(Semaphore::new(cores * QUEUE_PER_CORE)),
             dummy_hash,
         })

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::{validation_failed, ApiJson, ApiPath};
 use crate::{
-    auth::{api_key::KeyHash, cache::Revocation, extract::UserAuth, revocations, AuthState},
-    error::{ApiResult, ErrorBody},
+    auth::{cache::Revocation, extract::UserAuth, revocations, AuthState},
+    error::{ApiError, ApiResult, ErrorBody},
     models::{
         api_keys::{self, KeyRateLimit},
         users::parse_name,
@@ -164,7 +164,10 @@ pub async fn revoke(
 ) -> ApiResult<Json<MessageResponse>> {
     let state = AuthState::of(&ctx)?;
     let key = api_keys::revoke(&ctx.db, id, Some(principal.user_id)).await?;
-    revocations::publish(&ctx, &state, Revocation::Key(KeyHash(key.key_hash))).await?;
+    let hash = key
+        .hash()
+        .ok_or_else(|| ApiError::internal("stored key hash is not hex"))?;
+    revocations::publish(&ctx, &state, Revocation::Key(hash)).await?;
     Ok(Json(MessageResponse {
         message: "API key revoked successfully",
     }))

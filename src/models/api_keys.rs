@@ -15,6 +15,13 @@ use uuid::Uuid;
 pub use super::_entities::api_keys::{self, ActiveModel, Entity, Model};
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// The key's hash as stored (always 64 hex digits: only `create` writes it).
+    pub fn hash(&self) -> Option<KeyHash> {
+        KeyHash::from_hex(&self.key_hash)
+    }
+}
 use super::_entities::users;
 use crate::{
     auth::{
@@ -86,7 +93,7 @@ pub async fn create(
     let model = ActiveModel {
         id: Set(Uuid::new_v4()),
         user_id: Set(user_id),
-        key_hash: Set(key.hash().0),
+        key_hash: Set(key.hash().to_hex()),
         prefix: Set(key.display_prefix().to_string()),
         name: Set(new.name),
         is_active: Set(true),
@@ -178,7 +185,7 @@ pub async fn load_record(
         .column(users::Column::Email)
         .column(users::Column::IsActive)
         .inner_join(users::Entity)
-        .filter(api_keys::Column::KeyHash.eq(hash.0.as_str()))
+        .filter(api_keys::Column::KeyHash.eq(hash.to_hex()))
         .into_tuple()
         .one(db)
         .await?;

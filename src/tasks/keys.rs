@@ -8,7 +8,7 @@ use loco_rs::{
 use uuid::Uuid;
 
 use crate::{
-    auth::{api_key::KeyHash, cache::Revocation, revocations, AuthState},
+    auth::{cache::Revocation, revocations, AuthState},
     models::api_keys,
 };
 
@@ -32,7 +32,10 @@ impl Task for RevokeKey {
             .await
             .map_err(|err| Error::Message(err.to_string()))?;
         let state = AuthState::of(ctx).map_err(|err| Error::Message(err.to_string()))?;
-        revocations::publish(ctx, &state, Revocation::Key(KeyHash(key.key_hash))).await?;
+        let hash = key
+            .hash()
+            .ok_or_else(|| Error::Message("stored key hash is not hex".into()))?;
+        revocations::publish(ctx, &state, Revocation::Key(hash)).await?;
         println!("API key {id} ({}) revoked", key.prefix);
         Ok(())
     }

@@ -1,6 +1,9 @@
 //! `/auth` and `/health` as a client of the old service sees them.
 
-use authgate::{auth::cache::Revocation, models::users};
+use authgate::{
+    auth::{cache::Revocation, tokens::TokenKeys},
+    models::users,
+};
 use axum::http::StatusCode;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{json, Value};
@@ -433,6 +436,41 @@ async fn health_is_ok() {
         let response = server.get("/health").await;
         assert_eq!(response.status_code(), StatusCode::OK);
         assert_body_snapshot!(response.json::<Value>(), { ".timestamp" });
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
+async fn an_access_token_expires_even_after_it_was_cached() {
+    with_app(|server, ctx| async move {
+        let user = signup(&server, "ada@example.com").await;
+        let claims = state(&ctx).tokens.verify_access(&user.access).unwrap();
+        // Same secrets as config/test.yaml, a one-second lifetime, the same session.
+        let short_lived = TokenKeys::new(
+            "authgate-test-access-secret-0123456789abcdef",
+            "authgate-test-refresh-secret-0123456789abcdef",
+            std::time::Duration::from_secs(1),
+        )
+        .issue_pair(
+            claims.sub,
+            &claims.email,
+            claims.sid,
+            chrono::Utc::now() + chrono::Duration::days(1),
+        )
+        .unwrap()
+        .access_token;
+        let fresh = server
+            .get("/auth/me")
+            .authorization_bearer(&short_lived)
+            .await;
+        assert_eq!(fresh.status_code(), StatusCode::OK);
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        let expired = server
+            .get("/auth/me")
+            .authorization_bearer(&short_lived)
+            .await;
+        assert_error(&expired, StatusCode::UNAUTHORIZED);
     })
     .await;
 }
