@@ -9,7 +9,7 @@ use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{json, Value};
 use serial_test::parallel;
 
-use super::support::{assert_error, signup, state, with_app, PASSWORD};
+use super::support::{assert_error, get_with_token, signup, state, with_app, PASSWORD};
 use crate::assert_body_snapshot;
 
 #[tokio::test]
@@ -211,7 +211,7 @@ async fn refresh_rotates_the_pair() {
         let new_refresh = body["refreshToken"].as_str().unwrap();
         assert_ne!(new_refresh, user.refresh);
         let access = body["accessToken"].as_str().unwrap();
-        let me = server.get("/auth/me").authorization_bearer(access).await;
+        let me = get_with_token(&server, "/auth/me", access).await;
         assert_eq!(me.status_code(), StatusCode::OK);
 
         let again = server
@@ -264,10 +264,7 @@ async fn access_and_refresh_tokens_are_not_interchangeable() {
             .json(&json!({ "refreshToken": user.access }))
             .await;
         assert_error(&as_refresh, StatusCode::UNAUTHORIZED);
-        let as_access = server
-            .get("/auth/me")
-            .authorization_bearer(&user.refresh)
-            .await;
+        let as_access = get_with_token(&server, "/auth/me", &user.refresh).await;
         assert_error(&as_access, StatusCode::UNAUTHORIZED);
         let garbage = server
             .post("/auth/refresh")
@@ -284,10 +281,7 @@ async fn logout_revokes_the_session_at_once() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
         // Warm the verification cache: logout must evict it.
-        let me = server
-            .get("/auth/me")
-            .authorization_bearer(&user.access)
-            .await;
+        let me = get_with_token(&server, "/auth/me", &user.access).await;
         assert_eq!(me.status_code(), StatusCode::OK);
 
         let response = server
@@ -300,10 +294,7 @@ async fn logout_revokes_the_session_at_once() {
             json!({ "message": "Logged out successfully" })
         );
 
-        let me = server
-            .get("/auth/me")
-            .authorization_bearer(&user.access)
-            .await;
+        let me = get_with_token(&server, "/auth/me", &user.access).await;
         assert_error(&me, StatusCode::UNAUTHORIZED);
         let refresh = server
             .post("/auth/refresh")
@@ -342,10 +333,7 @@ async fn logout_of_one_session_keeps_the_others() {
 async fn me_shows_the_profile() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
-        let response = server
-            .get("/auth/me")
-            .authorization_bearer(&user.access)
-            .await;
+        let response = get_with_token(&server, "/auth/me", &user.access).await;
         assert_eq!(response.status_code(), StatusCode::OK);
         let body: Value = response.json();
         assert_eq!(body["id"], user.id.as_str());
@@ -370,7 +358,7 @@ async fn missing_or_malformed_bearer_is_401_with_challenge() {
             .add_header("authorization", "Basic YTpi")
             .await;
         assert_error(&basic, StatusCode::UNAUTHORIZED);
-        let garbage = server.get("/auth/me").authorization_bearer("garbage").await;
+        let garbage = get_with_token(&server, "/auth/me", "garbage").await;
         assert_error(&garbage, StatusCode::UNAUTHORIZED);
         assert_body_snapshot!(garbage.json::<Value>(), {});
     })
@@ -382,10 +370,7 @@ async fn missing_or_malformed_bearer_is_401_with_challenge() {
 async fn deactivated_users_tokens_and_logins_fail() {
     with_app(|server, ctx| async move {
         let user = signup(&server, "ada@example.com").await;
-        let me = server
-            .get("/auth/me")
-            .authorization_bearer(&user.access)
-            .await;
+        let me = get_with_token(&server, "/auth/me", &user.access).await;
         assert_eq!(me.status_code(), StatusCode::OK);
 
         let email = users::Email::parse("ada@example.com").unwrap();
@@ -395,10 +380,7 @@ async fn deactivated_users_tokens_and_logins_fail() {
             .unwrap();
         state(&ctx).cache.apply(&Revocation::User(model.id));
 
-        let me = server
-            .get("/auth/me")
-            .authorization_bearer(&user.access)
-            .await;
+        let me = get_with_token(&server, "/auth/me", &user.access).await;
         assert_error(&me, StatusCode::UNAUTHORIZED);
         let refresh = server
             .post("/auth/refresh")
@@ -460,16 +442,10 @@ async fn an_access_token_expires_even_after_it_was_cached() {
         )
         .unwrap()
         .access_token;
-        let fresh = server
-            .get("/auth/me")
-            .authorization_bearer(&short_lived)
-            .await;
+        let fresh = get_with_token(&server, "/auth/me", &short_lived).await;
         assert_eq!(fresh.status_code(), StatusCode::OK);
         tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-        let expired = server
-            .get("/auth/me")
-            .authorization_bearer(&short_lived)
-            .await;
+        let expired = get_with_token(&server, "/auth/me", &short_lived).await;
         assert_error(&expired, StatusCode::UNAUTHORIZED);
     })
     .await;

@@ -5,7 +5,9 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use serial_test::parallel;
 
-use super::support::{assert_error, create_key, signup, state, with_app};
+use super::support::{
+    assert_error, create_key, get_with_key, get_with_token, signup, state, with_app,
+};
 use crate::assert_body_snapshot;
 
 #[tokio::test]
@@ -29,7 +31,7 @@ async fn create_reveals_the_key_once() {
         assert!(key.starts_with("sk_") && key.len() == 67);
         assert_body_snapshot!(body, { ".id", ".key", ".createdAt" });
 
-        let list = server.get("/keys").authorization_bearer(&user.access).await;
+        let list = get_with_token(&server, "/keys", &user.access).await;
         assert_eq!(list.status_code(), StatusCode::OK);
         assert!(!list.text().contains(&key[11..]), "the key is shown again");
         let listed: Value = list.json();
@@ -49,11 +51,7 @@ async fn list_is_newest_first_and_only_the_callers() {
             create_key(&server, &ada.access, json!({ "name": name })).await;
         }
         create_key(&server, &bob.access, json!({ "name": "bobs" })).await;
-        let listed: Value = server
-            .get("/keys")
-            .authorization_bearer(&ada.access)
-            .await
-            .json();
+        let listed: Value = get_with_token(&server, "/keys", &ada.access).await.json();
         let names: Vec<&str> = listed
             .as_array()
             .unwrap()
@@ -87,11 +85,7 @@ async fn invalid_key_requests_are_400() {
                 .await;
             assert_error(&response, StatusCode::BAD_REQUEST);
         }
-        let listed: Value = server
-            .get("/keys")
-            .authorization_bearer(&user.access)
-            .await
-            .json();
+        let listed: Value = get_with_token(&server, "/keys", &user.access).await.json();
         assert_eq!(listed, json!([]));
         let past = server
             .post("/keys/create")
@@ -184,11 +178,7 @@ async fn revoke_answers_404_400_and_is_idempotent() {
                 json!({ "message": "API key revoked successfully" })
             );
         }
-        let listed: Value = server
-            .get("/keys")
-            .authorization_bearer(&ada.access)
-            .await
-            .json();
+        let listed: Value = get_with_token(&server, "/keys", &ada.access).await.json();
         assert_eq!(listed[0]["isActive"], false);
     })
     .await;
@@ -200,7 +190,7 @@ async fn keys_routes_need_a_user_token() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
         let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
-        let with_key = server.get("/keys").add_header("x-api-key", &key.key).await;
+        let with_key = get_with_key(&server, "/keys", &key.key).await;
         assert_error(&with_key, StatusCode::UNAUTHORIZED);
         let anonymous = server
             .post("/keys/create")
@@ -217,17 +207,10 @@ async fn last_used_appears_after_a_flush() {
     with_app(|server, ctx| async move {
         let user = signup(&server, "ada@example.com").await;
         let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
-        let response = server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &key.key)
-            .await;
+        let response = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_eq!(response.status_code(), StatusCode::OK);
 
-        let before: Value = server
-            .get("/keys")
-            .authorization_bearer(&user.access)
-            .await
-            .json();
+        let before: Value = get_with_token(&server, "/keys", &user.access).await.json();
         assert_eq!(
             before[0]["lastUsedAt"],
             Value::Null,
@@ -236,11 +219,7 @@ async fn last_used_appears_after_a_flush() {
 
         let flushed = last_used::flush(&ctx, &state(&ctx)).await.unwrap();
         assert_eq!(flushed, 1);
-        let after: Value = server
-            .get("/keys")
-            .authorization_bearer(&user.access)
-            .await
-            .json();
+        let after: Value = get_with_token(&server, "/keys", &user.access).await.json();
         assert!(after[0]["lastUsedAt"].is_string(), "{after}");
     })
     .await;
@@ -254,10 +233,7 @@ async fn many_uses_of_one_key_make_one_write_per_flush() {
         let busy = create_key(&server, &user.access, json!({ "name": "busy" })).await;
         let idle = create_key(&server, &user.access, json!({ "name": "idle" })).await;
         for _ in 0..20 {
-            server
-                .get("/protected/service-only")
-                .add_header("x-api-key", &busy.key)
-                .await;
+            get_with_key(&server, "/protected/service-only", &busy.key).await;
         }
         let state = state(&ctx);
         let batch = state.last_used.drain();
@@ -275,11 +251,7 @@ async fn many_uses_of_one_key_make_one_write_per_flush() {
         authgate::models::api_keys::record_last_used(&ctx.db, &stale)
             .await
             .unwrap();
-        let listed: Value = server
-            .get("/keys")
-            .authorization_bearer(&user.access)
-            .await
-            .json();
+        let listed: Value = get_with_token(&server, "/keys", &user.access).await.json();
         let busy_row = listed
             .as_array()
             .unwrap()

@@ -5,7 +5,9 @@ use axum_test::TestServer;
 use serde_json::{json, Value};
 use serial_test::parallel;
 
-use super::support::{assert_error, create_key, signup, with_app, PASSWORD};
+use super::support::{
+    assert_error, create_key, get_with_key, get_with_token, signup, with_app, PASSWORD,
+};
 use crate::assert_body_snapshot;
 
 async fn login(
@@ -174,36 +176,23 @@ async fn a_keys_rate_limit_is_enforced_and_reported() {
         )
         .await;
         for remaining in ["2", "1", "0"] {
-            let response = server
-                .get("/protected/service-only")
-                .add_header("x-api-key", &limited.key)
-                .await;
+            let response = get_with_key(&server, "/protected/service-only", &limited.key).await;
             assert_eq!(response.status_code(), StatusCode::OK);
             assert_eq!(response.header("ratelimit-limit"), "3");
             assert_eq!(response.header("ratelimit-remaining"), remaining);
             assert!(response.maybe_header("ratelimit-reset").is_some());
         }
-        let over = server
-            .get("/protected/flexible")
-            .add_header("x-api-key", &limited.key)
-            .await;
+        let over = get_with_key(&server, "/protected/flexible", &limited.key).await;
         assert_error(&over, StatusCode::TOO_MANY_REQUESTS);
         assert!((1..=60).contains(&retry_after(&over)));
         assert_eq!(over.header("ratelimit-remaining"), "0");
 
         let unlimited = create_key(&server, &user.access, json!({ "name": "free" })).await;
-        let free = server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &unlimited.key)
-            .await;
+        let free = get_with_key(&server, "/protected/service-only", &unlimited.key).await;
         assert_eq!(free.status_code(), StatusCode::OK);
         assert!(free.maybe_header("ratelimit-limit").is_none());
 
-        let listed: Value = server
-            .get("/keys")
-            .authorization_bearer(&user.access)
-            .await
-            .json();
+        let listed: Value = get_with_token(&server, "/keys", &user.access).await.json();
         let limits: Vec<&Value> = listed
             .as_array()
             .unwrap()

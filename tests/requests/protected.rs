@@ -10,7 +10,9 @@ use loco_rs::task::{Task, Vars};
 use serde_json::{json, Value};
 use serial_test::parallel;
 
-use super::support::{assert_error, create_key, signup, state, with_app};
+use super::support::{
+    assert_error, create_key, get_with_key, get_with_token, signup, state, with_app,
+};
 use crate::assert_body_snapshot;
 
 /// A well-formed key (valid checksum) that was never issued.
@@ -27,16 +29,10 @@ async fn user_only_takes_a_token_not_a_key() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
         let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
-        let ok = server
-            .get("/protected/user-only")
-            .authorization_bearer(&user.access)
-            .await;
+        let ok = get_with_token(&server, "/protected/user-only", &user.access).await;
         assert_eq!(ok.status_code(), StatusCode::OK);
         assert_body_snapshot!(ok.json::<Value>(), { ".user.userId" });
-        let with_key = server
-            .get("/protected/user-only")
-            .add_header("x-api-key", &key.key)
-            .await;
+        let with_key = get_with_key(&server, "/protected/user-only", &key.key).await;
         assert_error(&with_key, StatusCode::UNAUTHORIZED);
     })
     .await;
@@ -48,20 +44,14 @@ async fn service_only_takes_a_key_not_a_token() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
         let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
-        let ok = server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &key.key)
-            .await;
+        let ok = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_eq!(ok.status_code(), StatusCode::OK);
         let body: Value = ok.json();
         assert_eq!(body["user"]["keyId"], key.id.as_str());
         assert_eq!(body["user"]["userId"], user.id.as_str());
         assert_body_snapshot!(body, { ".user.userId", ".user.keyId" });
 
-        let with_token = server
-            .get("/protected/service-only")
-            .authorization_bearer(&user.access)
-            .await;
+        let with_token = get_with_token(&server, "/protected/service-only", &user.access).await;
         assert_error(&with_token, StatusCode::UNAUTHORIZED);
         assert!(with_token
             .header("www-authenticate")
@@ -78,16 +68,12 @@ async fn flexible_says_which_credential_was_used() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
         let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
-        let by_token: Value = server
-            .get("/protected/flexible")
-            .authorization_bearer(&user.access)
+        let by_token: Value = get_with_token(&server, "/protected/flexible", &user.access)
             .await
             .json();
         assert_eq!(by_token["accessType"], "user");
         assert_body_snapshot!(by_token, { ".user.userId" });
-        let by_key: Value = server
-            .get("/protected/flexible")
-            .add_header("x-api-key", &key.key)
+        let by_key: Value = get_with_key(&server, "/protected/flexible", &key.key)
             .await
             .json();
         assert_eq!(by_key["accessType"], "service");
@@ -119,19 +105,13 @@ async fn revoked_key_is_refused_on_service_only() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
         let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
-        let warm = server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &key.key)
-            .await;
+        let warm = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_eq!(warm.status_code(), StatusCode::OK);
         server
             .delete(&format!("/keys/{}", key.id))
             .authorization_bearer(&user.access)
             .await;
-        let after = server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &key.key)
-            .await;
+        let after = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_error(&after, StatusCode::UNAUTHORIZED);
     })
     .await;
@@ -149,16 +129,10 @@ async fn expired_key_is_refused_even_when_cached() {
             json!({ "name": "short-lived", "expiresAt": expires_at.to_rfc3339() }),
         )
         .await;
-        let warm = server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &key.key)
-            .await;
+        let warm = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_eq!(warm.status_code(), StatusCode::OK);
         tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
-        let after = server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &key.key)
-            .await;
+        let after = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_error(&after, StatusCode::UNAUTHORIZED);
     })
     .await;
@@ -170,10 +144,7 @@ async fn deactivating_the_owner_stops_keys_and_tokens() {
     with_app(|server, ctx| async move {
         let user = signup(&server, "ada@example.com").await;
         let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
-        let warm = server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &key.key)
-            .await;
+        let warm = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_eq!(warm.status_code(), StatusCode::OK);
 
         let vars = Vars::from_cli_args(vec![("email".to_string(), "ada@example.com".to_string())]);
@@ -182,25 +153,16 @@ async fn deactivating_the_owner_stops_keys_and_tokens() {
             .await
             .unwrap();
 
-        let key_after = server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &key.key)
-            .await;
+        let key_after = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_error(&key_after, StatusCode::UNAUTHORIZED);
-        let token_after = server
-            .get("/protected/user-only")
-            .authorization_bearer(&user.access)
-            .await;
+        let token_after = get_with_token(&server, "/protected/user-only", &user.access).await;
         assert_error(&token_after, StatusCode::UNAUTHORIZED);
 
         SetUserActive { active: true }
             .run(&ctx, &vars)
             .await
             .unwrap();
-        let back = server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &key.key)
-            .await;
+        let back = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_eq!(back.status_code(), StatusCode::OK);
     })
     .await;
@@ -225,10 +187,7 @@ async fn bad_keys_are_401_without_detail() {
             &unissued_key(),
             "sk_é",
         ] {
-            let response = server
-                .get("/protected/service-only")
-                .add_header("x-api-key", bad)
-                .await;
+            let response = get_with_key(&server, "/protected/service-only", bad).await;
             let message = assert_error(&response, StatusCode::UNAUTHORIZED);
             assert_eq!(message, "Invalid or missing API key");
             if !bad.is_empty() {
@@ -244,18 +203,12 @@ async fn bad_keys_are_401_without_detail() {
 async fn garbage_and_unknown_keys_cost_no_query_after_the_first() {
     with_app(|server, ctx| async move {
         let unknown = unissued_key();
-        let first = server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &unknown)
-            .await;
+        let first = get_with_key(&server, "/protected/service-only", &unknown).await;
         assert_error(&first, StatusCode::UNAUTHORIZED);
 
         // With the pool closed, any query would fail the request with a 500.
         ctx.db.close_by_ref().await.unwrap();
-        let again = server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &unknown)
-            .await;
+        let again = get_with_key(&server, "/protected/service-only", &unknown).await;
         assert_error(&again, StatusCode::UNAUTHORIZED);
         let garbage = server
             .get("/protected/service-only")
@@ -272,25 +225,13 @@ async fn valid_tokens_and_keys_are_served_from_the_cache() {
     with_app(|server, ctx| async move {
         let user = signup(&server, "ada@example.com").await;
         let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
-        server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &key.key)
-            .await;
-        server
-            .get("/protected/user-only")
-            .authorization_bearer(&user.access)
-            .await;
+        get_with_key(&server, "/protected/service-only", &key.key).await;
+        get_with_token(&server, "/protected/user-only", &user.access).await;
 
         ctx.db.close_by_ref().await.unwrap();
-        let by_key = server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &key.key)
-            .await;
+        let by_key = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_eq!(by_key.status_code(), StatusCode::OK);
-        let by_token = server
-            .get("/protected/user-only")
-            .authorization_bearer(&user.access)
-            .await;
+        let by_token = get_with_token(&server, "/protected/user-only", &user.access).await;
         assert_eq!(by_token.status_code(), StatusCode::OK);
     })
     .await;
@@ -302,25 +243,16 @@ async fn user_revocation_evicts_cached_keys() {
     with_app(|server, ctx| async move {
         let user = signup(&server, "ada@example.com").await;
         let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
-        server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &key.key)
-            .await;
+        get_with_key(&server, "/protected/service-only", &key.key).await;
         let model = users::set_active(&ctx.db, &Email::parse("ada@example.com").unwrap(), false)
             .await
             .unwrap()
             .unwrap();
         // Without the eviction the cached verdict would still say yes.
-        let cached = server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &key.key)
-            .await;
+        let cached = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_eq!(cached.status_code(), StatusCode::OK);
         state(&ctx).cache.apply(&Revocation::User(model.id));
-        let evicted = server
-            .get("/protected/service-only")
-            .add_header("x-api-key", &key.key)
-            .await;
+        let evicted = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_error(&evicted, StatusCode::UNAUTHORIZED);
     })
     .await;

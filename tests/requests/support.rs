@@ -5,7 +5,7 @@ use std::future::Future;
 
 use authgate::{app::App, auth::AuthState};
 use axum::http::StatusCode;
-use axum_test::TestServer;
+use axum_test::{TestResponse, TestServer};
 use loco_rs::{app::AppContext, testing::prelude::request_with_create_db};
 use serde_json::{json, Value};
 
@@ -82,7 +82,7 @@ pub async fn create_key(server: &TestServer, access: &str, body: Value) -> Key {
 }
 
 /// Asserts the old service's error shape and returns the message.
-pub fn assert_error(response: &axum_test::TestResponse, status: StatusCode) -> Value {
+pub fn assert_error(response: &TestResponse, status: StatusCode) -> Value {
     assert_eq!(response.status_code(), status, "{}", response.text());
     let body: Value = response.json();
     assert_eq!(body["statusCode"], status.as_u16());
@@ -101,4 +101,14 @@ macro_rules! assert_body_snapshot {
             $($path => "[redacted]",)*
         })
     };
+}
+
+/// `GET path` with an `x-api-key`.
+pub async fn get_with_key(server: &TestServer, path: &str, key: &str) -> TestResponse {
+    server.get(path).add_header("x-api-key", key).await
+}
+
+/// `GET path` with a Bearer token.
+pub async fn get_with_token(server: &TestServer, path: &str, token: &str) -> TestResponse {
+    server.get(path).authorization_bearer(token).await
 }
