@@ -183,3 +183,44 @@ impl Hooks for App {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::{body::Body, http::Request, routing::get};
+    use tower::ServiceExt;
+
+    async fn preflight(layer: Option<CorsLayer>, origin: &str) -> axum::http::HeaderMap {
+        let router = AxumRouter::new().route("/keys", get(|| async { "ok" }));
+        let router = match layer {
+            Some(layer) => router.layer(layer),
+            None => router,
+        };
+        let request = Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/keys")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+            .body(Body::empty())
+            .unwrap();
+        router.oneshot(request).await.unwrap().headers().clone()
+    }
+
+    #[tokio::test]
+    async fn cors_allows_configured_origins_only_and_never_credentials() {
+        let allowed = "https://app.example.com";
+        let layer = || cors_layer(&[allowed.to_string()]).unwrap();
+        let headers = preflight(layer(), allowed).await;
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], allowed);
+        assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
+        let other = preflight(layer(), "https://evil.example.com").await;
+        assert!(!other.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    }
+
+    #[tokio::test]
+    async fn no_cors_by_default() {
+        assert!(cors_layer(&[]).unwrap().is_none());
+        let headers = preflight(None, "https://app.example.com").await;
+        assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+    }
+}
