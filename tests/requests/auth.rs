@@ -9,7 +9,7 @@ use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{json, Value};
 use serial_test::parallel;
 
-use super::support::{assert_error, get_with_token, signup, state, with_app, PASSWORD};
+use super::support::{assert_error, get_with_token, refresh, signup, state, with_app, PASSWORD};
 use crate::assert_body_snapshot;
 
 #[tokio::test]
@@ -196,10 +196,7 @@ async fn wrong_password_and_unknown_email_get_the_same_401() {
 async fn refresh_rotates_the_pair() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
-        let response = server
-            .post("/auth/refresh")
-            .json(&json!({ "refreshToken": user.refresh }))
-            .await;
+        let response = refresh(&server, &user.refresh).await;
         assert_eq!(
             response.status_code(),
             StatusCode::OK,
@@ -214,10 +211,7 @@ async fn refresh_rotates_the_pair() {
         let me = get_with_token(&server, "/auth/me", access).await;
         assert_eq!(me.status_code(), StatusCode::OK);
 
-        let again = server
-            .post("/auth/refresh")
-            .json(&json!({ "refreshToken": new_refresh }))
-            .await;
+        let again = refresh(&server, new_refresh).await;
         assert_eq!(again.status_code(), StatusCode::OK);
     })
     .await;
@@ -228,22 +222,12 @@ async fn refresh_rotates_the_pair() {
 async fn reusing_an_old_refresh_token_revokes_the_session() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
-        let rotated: Value = server
-            .post("/auth/refresh")
-            .json(&json!({ "refreshToken": user.refresh }))
-            .await
-            .json();
-        let reuse = server
-            .post("/auth/refresh")
-            .json(&json!({ "refreshToken": user.refresh }))
-            .await;
+        let rotated: Value = refresh(&server, &user.refresh).await.json();
+        let reuse = refresh(&server, &user.refresh).await;
         assert_error(&reuse, StatusCode::UNAUTHORIZED);
 
         // The thief's replay burned the whole session: the rotated tokens die too.
-        let current = server
-            .post("/auth/refresh")
-            .json(&json!({ "refreshToken": rotated["refreshToken"] }))
-            .await;
+        let current = refresh(&server, rotated["refreshToken"].as_str().unwrap()).await;
         assert_error(&current, StatusCode::UNAUTHORIZED);
         let me = server
             .get("/auth/me")
@@ -259,17 +243,11 @@ async fn reusing_an_old_refresh_token_revokes_the_session() {
 async fn access_and_refresh_tokens_are_not_interchangeable() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
-        let as_refresh = server
-            .post("/auth/refresh")
-            .json(&json!({ "refreshToken": user.access }))
-            .await;
+        let as_refresh = refresh(&server, &user.access).await;
         assert_error(&as_refresh, StatusCode::UNAUTHORIZED);
         let as_access = get_with_token(&server, "/auth/me", &user.refresh).await;
         assert_error(&as_access, StatusCode::UNAUTHORIZED);
-        let garbage = server
-            .post("/auth/refresh")
-            .json(&json!({ "refreshToken": "not.a.jwt" }))
-            .await;
+        let garbage = refresh(&server, "not.a.jwt").await;
         assert_error(&garbage, StatusCode::UNAUTHORIZED);
     })
     .await;
@@ -296,10 +274,7 @@ async fn logout_revokes_the_session_at_once() {
 
         let me = get_with_token(&server, "/auth/me", &user.access).await;
         assert_error(&me, StatusCode::UNAUTHORIZED);
-        let refresh = server
-            .post("/auth/refresh")
-            .json(&json!({ "refreshToken": user.refresh }))
-            .await;
+        let refresh = refresh(&server, &user.refresh).await;
         assert_error(&refresh, StatusCode::UNAUTHORIZED);
     })
     .await;
@@ -382,10 +357,7 @@ async fn deactivated_users_tokens_and_logins_fail() {
 
         let me = get_with_token(&server, "/auth/me", &user.access).await;
         assert_error(&me, StatusCode::UNAUTHORIZED);
-        let refresh = server
-            .post("/auth/refresh")
-            .json(&json!({ "refreshToken": user.refresh }))
-            .await;
+        let refresh = refresh(&server, &user.refresh).await;
         assert_error(&refresh, StatusCode::UNAUTHORIZED);
         let login = server
             .post("/auth/login")

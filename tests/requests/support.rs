@@ -112,3 +112,11 @@ pub async fn get_with_key(server: &TestServer, path: &str, key: &str) -> TestRes
 pub async fn get_with_token(server: &TestServer, path: &str, token: &str) -> TestResponse {
     server.get(path).authorization_bearer(token).await
 }
+
+/// `POST /auth/refresh` with `refresh_token`.
+pub async fn refresh(server: &TestServer, refresh_token: &str) -> TestResponse {
+    server
+        .post("/auth/refresh")
+        .json(&json!({ "refreshToken": refresh_token }))
+        .await
+}
