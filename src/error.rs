@@ -172,12 +172,6 @@ impl From<DbErr> for ApiError {
     }
 }
 
-impl From<loco_rs::Error> for ApiError {
-    fn from(err: loco_rs::Error) -> Self {
-        Self::internal(err)
-    }
-}
-
 /// Bad JSON, a wrong content type or an oversized body: never a 500, and the
 /// message names the problem without echoing the body (which may hold a password).
 impl From<JsonRejection> for ApiError {

@@ -130,7 +130,7 @@ impl RateLimiter {
     /// Forgets everything counted under `key`.
     pub async fn reset(&self, key: &str) {
         if let Some(redis) = &self.redis {
-            let redis_key = format!("{REDIS_PREFIX}{key}");
+            let redis_key = redis_key(key);
             redis
                 .run(|mut conn| async move { conn.del::<_, ()>(redis_key).await })
                 .await;
@@ -230,15 +230,16 @@ async fn hit_redis(
     key: &str,
     limit: Limit,
 ) -> redis::RedisResult<Usage> {
+    let key = redis_key(key);
     let window_ms = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
     let (used, _, ttl_ms): (u32, i64, i64) = redis::pipe()
         .atomic()
-        .incr(format!("{REDIS_PREFIX}{key}"), 1)
+        .incr(&key, 1)
         .cmd("PEXPIRE")
-        .arg(format!("{REDIS_PREFIX}{key}"))
+        .arg(&key)
         .arg(window_ms)
         .arg("NX")
-        .pttl(format!("{REDIS_PREFIX}{key}"))
+        .pttl(&key)
         .query_async(&mut conn)
         .await?;
     Ok(redis_usage(limit, used, ttl_ms))
@@ -249,12 +250,17 @@ async fn peek_redis(
     key: &str,
     limit: Limit,
 ) -> redis::RedisResult<Usage> {
+    let key = redis_key(key);
     let (used, ttl_ms): (Option<u32>, i64) = redis::pipe()
-        .get(format!("{REDIS_PREFIX}{key}"))
-        .pttl(format!("{REDIS_PREFIX}{key}"))
+        .get(&key)
+        .pttl(&key)
         .query_async(&mut conn)
         .await?;
     Ok(redis_usage(limit, used.unwrap_or(0), ttl_ms))
+}
+
+fn redis_key(key: &str) -> String {
+    format!("{REDIS_PREFIX}{key}")
 }
 
 fn redis_usage(limit: Limit, used: u32, ttl_ms: i64) -> Usage {

@@ -3,7 +3,7 @@
 use axum::{extract::State, http::StatusCode, Json};
 use chrono::{DateTime, Utc};
 use loco_rs::{app::AppContext, controller::Routes};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -11,12 +11,9 @@ use super::{validation_failed, ApiJson, ApiPath};
 use crate::{
     auth::{cache::Revocation, extract::UserAuth, revocations, AuthState},
     error::{ApiError, ApiResult, ErrorBody},
-    models::{
-        api_keys::{self, KeyRateLimit},
-        users::parse_name,
-    },
+    models::{api_keys, users::parse_name},
     views::{
-        keys::{CreatedKeyResponse, KeyView},
+        keys::{CreatedKeyResponse, KeyView, RateLimitBody},
         MessageResponse,
     },
 };
@@ -32,45 +29,6 @@ pub struct CreateKeyRequest {
     pub expires_at: Option<String>,
     /// Requests this key may make per window; over it, 429 with `Retry-After`.
     pub rate_limit: Option<RateLimitBody>,
-}
-
-/// `requests` per `perSeconds`.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RateLimitBody {
-    #[schema(example = 100, minimum = 1, maximum = 1_000_000)]
-    pub requests: u32,
-    #[schema(example = 60, minimum = 1, maximum = 86_400)]
-    pub per_seconds: u32,
-}
-
-const MAX_REQUESTS: u32 = 1_000_000;
-const MAX_WINDOW_SECONDS: u32 = 86_400;
-
-impl RateLimitBody {
-    fn parse(self) -> Result<KeyRateLimit, String> {
-        if !(1..=MAX_REQUESTS).contains(&self.requests) {
-            return Err(format!("rateLimit.requests must be 1 to {MAX_REQUESTS}"));
-        }
-        if !(1..=MAX_WINDOW_SECONDS).contains(&self.per_seconds) {
-            return Err(format!(
-                "rateLimit.perSeconds must be 1 to {MAX_WINDOW_SECONDS}"
-            ));
-        }
-        Ok(KeyRateLimit {
-            requests: self.requests,
-            per_seconds: self.per_seconds,
-        })
-    }
-}
-
-impl From<KeyRateLimit> for RateLimitBody {
-    fn from(limit: KeyRateLimit) -> Self {
-        Self {
-            requests: limit.requests,
-            per_seconds: limit.per_seconds,
-        }
-    }
 }
 
 fn parse_expires_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {

@@ -1,13 +1,13 @@
 //! Bodies of the `/keys` routes. Only `CreatedKeyResponse` ever holds a key.
+//! `RateLimitBody` is both read (at creation) and shown (in both responses).
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
     auth::api_key::ApiKey,
-    controllers::keys::RateLimitBody,
     models::api_keys::{self, KeyRateLimit},
 };
 
@@ -64,6 +64,47 @@ impl From<api_keys::Model> for KeyView {
             expires_at: model.expires_at.map(|at| at.with_timezone(&Utc)),
             last_used_at: model.last_used_at.map(|at| at.with_timezone(&Utc)),
             created_at: model.created_at.with_timezone(&Utc),
+        }
+    }
+}
+
+/// `requests` per `perSeconds`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RateLimitBody {
+    #[schema(example = 100, minimum = 1, maximum = 1_000_000)]
+    pub requests: u32,
+    #[schema(example = 60, minimum = 1, maximum = 86_400)]
+    pub per_seconds: u32,
+}
+
+const MAX_REQUESTS: u32 = 1_000_000;
+const MAX_WINDOW_SECONDS: u32 = 86_400;
+
+impl RateLimitBody {
+    /// # Errors
+    /// A message for the user naming the bound that is broken.
+    pub fn parse(self) -> Result<KeyRateLimit, String> {
+        if !(1..=MAX_REQUESTS).contains(&self.requests) {
+            return Err(format!("rateLimit.requests must be 1 to {MAX_REQUESTS}"));
+        }
+        if !(1..=MAX_WINDOW_SECONDS).contains(&self.per_seconds) {
+            return Err(format!(
+                "rateLimit.perSeconds must be 1 to {MAX_WINDOW_SECONDS}"
+            ));
+        }
+        Ok(KeyRateLimit {
+            requests: self.requests,
+            per_seconds: self.per_seconds,
+        })
+    }
+}
+
+impl From<KeyRateLimit> for RateLimitBody {
+    fn from(limit: KeyRateLimit) -> Self {
+        Self {
+            requests: limit.requests,
+            per_seconds: limit.per_seconds,
         }
     }
 }
