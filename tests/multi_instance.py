@@ -7,11 +7,16 @@ within one second. The cache TTL is set to a minute, so only the NOTIFY/LISTEN
 eviction can make these pass. A key's rate limit is shared through Redis: uses
 on A and on B count against one limit.
 
+Redis outlives a run, and so do its per-IP counters (signups are limited per IP
+per hour). Each run therefore poses as its own client IP, sent in X-Forwarded-For
+from 127.0.0.1, which the instances are told to trust.
+
 Usage: DATABASE_URL=postgres://… [REDIS_URL=redis://…] tests/multi_instance.py [authgate-cli]
 """
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -24,6 +29,7 @@ DATABASE_URL = os.environ["DATABASE_URL"]
 PORT_A, PORT_B = 3101, 3102
 DEADLINE_SECONDS = 1.0
 PASSWORD = "correct horse battery"
+CLIENT_IP = f"10.{random.randrange(256)}.{random.randrange(256)}.{random.randrange(1, 255)}"
 
 ENV = dict(
     os.environ,
@@ -32,11 +38,12 @@ ENV = dict(
     LOG_LEVEL="warn",
     AUTH_CACHE_TTL="60s",
     REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
+    TRUSTED_PROXIES="127.0.0.1",
 )
 
 
 def call(port, method, path, body=None, token=None, key=None):
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", "x-forwarded-for": CLIENT_IP}
     if token:
         headers["authorization"] = f"Bearer {token}"
     if key:
