@@ -36,7 +36,8 @@ pub struct AuthState {
 
 impl AuthState {
     /// # Errors
-    /// When the bcrypt cost is out of range or `REDIS_URL` is malformed.
+    /// When the bcrypt cost is out of range, its threads cannot start, or `REDIS_URL`
+    /// is malformed.
     pub fn new(settings: Resolved) -> Result<Self, String> {
         Ok(Self {
             tokens: TokenKeys::new(
@@ -44,8 +45,7 @@ impl AuthState {
                 &settings.refresh_secret,
                 settings.access_ttl,
             ),
-            passwords: PasswordHasher::new(settings.bcrypt_cost)
-                .map_err(|err| format!("settings.bcrypt_cost: {err}"))?,
+            passwords: PasswordHasher::new(settings.bcrypt_cost)?,
             cache: VerificationCache::new(
                 settings.cache_max_entries,
                 settings.cache_ttl,

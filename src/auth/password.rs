@@ -1,11 +1,8 @@
-//! bcrypt hashing and verifying, off the async workers. bcrypt runs on tokio's
-//! blocking pool behind a semaphore of one less than the cores, so a login storm queues
-//! here instead of starving key- and token-authenticated requests; past a bounded
-//! queue, callers get `Busy` (503 + `Retry-After`) rather than waiting forever.
-
-use std::sync::Arc;
-
-use tokio::sync::Semaphore;
+//! bcrypt hashing and verifying, off the async workers. bcrypt runs on threads of
+//! its own, one less than the cores, at a lower CPU priority than the request
+//! workers: a login storm queues here instead of starving key- and token-authenticated
+//! requests. Past a bounded queue, callers get `Busy` (503 + `Retry-After`) rather
+//! than waiting forever.
 
 use crate::error::ApiError;
 
@@ -29,31 +26,51 @@ impl std::fmt::Debug for Password {
     }
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
 pub struct PasswordHasher {
     cost: u32,
-    running: Semaphore,
-    waiting: Arc<Semaphore>,
+    jobs: crossbeam_channel::Sender<Job>,
     dummy_hash: String,
 }
 
 /// How many password operations may wait for a core before new ones are refused.
 const QUEUE_PER_CORE: usize = 32;
 
+/// How far below the service's own priority the bcrypt threads run, in nice steps.
+/// At 10 the scheduler gives a request worker about nine times the CPU share of a
+/// bcrypt thread when both want a core, yet logins still progress when requests
+/// keep the cores busy.
+const NICE_STEP: i32 = 10;
+
 impl PasswordHasher {
     /// # Errors
-    /// When bcrypt refuses `cost` (outside 4..=31).
-    pub fn new(cost: u32) -> Result<Self, bcrypt::BcryptError> {
+    /// When bcrypt refuses `cost` (outside 4..=31) or a thread cannot be started.
+    pub fn new(cost: u32) -> Result<Self, String> {
         // Made once at start-up, with the configured cost, so the unknown-email
         // path costs exactly one verify.
-        let dummy_hash = bcrypt::hash("authgate-dummy-password", cost)?;
+        let dummy_hash = bcrypt::hash("authgate-dummy-password", cost)
+            .map_err(|err| format!("settings.bcrypt_cost: {err}"))?;
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let (jobs, queue) = crossbeam_channel::bounded::<Job>(cores * QUEUE_PER_CORE);
         // One core is left to everything else: during a login storm, key- and
         // token-authenticated requests keep a core of their own.
-        let hashing_slots = cores.saturating_sub(1).max(1);
+        for index in 0..cores.saturating_sub(1).max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("bcrypt-{index}"))
+                .spawn(move || {
+                    lower_priority();
+                    // Ends when the hasher, the only sender, is dropped.
+                    for job in queue {
+                        job();
+                    }
+                })
+                .map_err(|err| format!("starting the bcrypt threads: {err}"))?;
+        }
         Ok(Self {
             cost,
-            running: Semaphore::new(hashing_slots),
-            waiting: Arc::new(Semaphore::new(cores * QUEUE_PER_CORE)),
+            jobs,
             dummy_hash,
         })
     }
@@ -92,19 +109,41 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _queued = self
-            .waiting
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ApiError::Busy {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            // A request that went away while queued costs no bcrypt work.
+            if !done.is_closed() {
+                let _ = done.send(work());
+            }
+        });
+        self.jobs.try_send(job).map_err(|err| match err {
+            crossbeam_channel::TrySendError::Full(_) => ApiError::Busy {
                 retry_after_secs: 1,
-            })?;
-        let _running = self.running.acquire().await.map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(ApiError::internal)
+            },
+            crossbeam_channel::TrySendError::Disconnected(_) => {
+                ApiError::internal("the bcrypt threads have stopped")
+            }
+        })?;
+        result.await.map_err(ApiError::internal)
     }
 }
+
+/// Lowers the calling thread's CPU priority by [`NICE_STEP`], up to the lowest (19).
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: both take plain integers and touch no memory of ours; `who = 0` with
+    // PRIO_PROCESS is the calling thread, as Linux keeps a nice value per thread.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, (nice + NICE_STEP).min(19)) } != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "could not lower the priority of a bcrypt thread"
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
 
 #[cfg(test)]
 mod tests {
@@ -130,6 +169,44 @@ mod tests {
             .verify_dummy(&Password::new("x".into()))
             .await
             .unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn bcrypt_runs_below_the_request_workers_priority() {
+        let hasher = PasswordHasher::new(4).unwrap();
+        // SAFETY: getpriority takes plain integers; `who = 0` is the calling thread.
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        // The threads start from the nice value of the thread that made the hasher.
+        let expected = (nice() + NICE_STEP).min(19);
+        assert_eq!(hasher.run(nice).await.unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_busy() {
+        let hasher = PasswordHasher::new(4).unwrap();
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let blocked = std::sync::Arc::new(std::sync::Mutex::new(blocked));
+        // Every thread busy and the queue full: each job waits for a release.
+        let mut pending = Vec::new();
+        for _ in 0..hasher.jobs.capacity().unwrap() + 8 {
+            let blocked = blocked.clone();
+            let (done, result) = tokio::sync::oneshot::channel();
+            let job: Job = Box::new(move || {
+                let _ = blocked.lock().unwrap().recv();
+                let _ = done.send(());
+            });
+            if hasher.jobs.try_send(job).is_err() {
+                break;
+            }
+            pending.push(result);
+        }
+        let err = hasher.verify_dummy(&Password::new("x".into())).await;
+        assert!(matches!(err, Err(ApiError::Busy { .. })), "{err:?}");
+        drop(release);
+        for result in pending {
+            result.await.unwrap();
+        }
     }
 
     #[test]
