@@ -61,9 +61,10 @@ impl PasswordHasher {
                 .name(format!("bcrypt-{index}"))
                 .spawn(move || {
                     lower_priority();
-                    // Ends when the hasher, the only sender, is dropped.
+                    // Ends when the hasher, the only sender, is dropped. A job that
+                    // panics fails its own request (its answer is dropped), not the thread.
                     for job in queue {
-                        job();
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                     }
                 })
                 .map_err(|err| format!("starting the bcrypt threads: {err}"))?;
@@ -187,9 +188,10 @@ mod tests {
         let hasher = PasswordHasher::new(4).unwrap();
         let (release, blocked) = std::sync::mpsc::channel::<()>();
         let blocked = std::sync::Arc::new(std::sync::Mutex::new(blocked));
-        // Every thread busy and the queue full: each job waits for a release.
+        // Every thread busy and the queue full: each job waits for a release. The
+        // threads take one job each and block, so the queue fills.
         let mut pending = Vec::new();
-        for _ in 0..hasher.jobs.capacity().unwrap() + 8 {
+        loop {
             let blocked = blocked.clone();
             let (done, result) = tokio::sync::oneshot::channel();
             let job: Job = Box::new(move || {
@@ -207,6 +209,20 @@ mod tests {
         for result in pending {
             result.await.unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone() {
+        let hasher = PasswordHasher::new(4).unwrap();
+        // More panics than threads: without recovery, no thread would be left.
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        for _ in 0..=cores {
+            let err = hasher.run(|| panic!("bcrypt blew up")).await;
+            assert!(matches!(err, Err(ApiError::Internal(_))), "{err:?}");
+        }
+        let password = Password::new("still hashing".into());
+        let hash = hasher.hash(&password).await.unwrap();
+        assert!(hasher.verify(&password, &hash).await.unwrap());
     }
 
     #[test]
