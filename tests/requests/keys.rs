@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use serial_test::parallel;
 
 use super::support::{
-    assert_error, create_key, get_with_key, get_with_token, signup, state, with_app,
+    assert_error, create_key, get_with_key, get_with_token, post_key, signup, state, with_app,
 };
 use crate::assert_body_snapshot;
 
@@ -15,11 +15,12 @@ use crate::assert_body_snapshot;
 async fn create_reveals_the_key_once() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
-        let response = server
-            .post("/keys/create")
-            .authorization_bearer(&user.access)
-            .json(&json!({ "name": "  billing  ", "expiresAt": "2999-01-01T00:00:00Z" }))
-            .await;
+        let response = post_key(
+            &server,
+            &user.access,
+            &json!({ "name": "  billing  ", "expiresAt": "2999-01-01T00:00:00Z" }),
+        )
+        .await;
         assert_eq!(
             response.status_code(),
             StatusCode::CREATED,
@@ -78,20 +79,17 @@ async fn invalid_key_requests_are_400() {
             json!({}),
         ];
         for body in cases {
-            let response = server
-                .post("/keys/create")
-                .authorization_bearer(&user.access)
-                .json(&body)
-                .await;
+            let response = post_key(&server, &user.access, &body).await;
             assert_error(&response, StatusCode::BAD_REQUEST);
         }
         let listed: Value = get_with_token(&server, "/keys", &user.access).await.json();
         assert_eq!(listed, json!([]));
-        let past = server
-            .post("/keys/create")
-            .authorization_bearer(&user.access)
-            .json(&json!({ "name": "", "expiresAt": "2000-01-01T00:00:00Z" }))
-            .await;
+        let past = post_key(
+            &server,
+            &user.access,
+            &json!({ "name": "", "expiresAt": "2000-01-01T00:00:00Z" }),
+        )
+        .await;
         assert_body_snapshot!(past.json::<Value>(), {});
     })
     .await;
@@ -103,11 +101,7 @@ async fn names_are_unique_among_active_keys() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
         let key = create_key(&server, &user.access, json!({ "name": "billing" })).await;
-        let duplicate = server
-            .post("/keys/create")
-            .authorization_bearer(&user.access)
-            .json(&json!({ "name": "billing" }))
-            .await;
+        let duplicate = post_key(&server, &user.access, &json!({ "name": "billing" })).await;
         assert_error(&duplicate, StatusCode::CONFLICT);
 
         let revoke = server
@@ -132,11 +126,7 @@ async fn active_keys_are_capped_per_user() {
         for n in 0..max {
             create_key(&server, &user.access, json!({ "name": format!("key {n}") })).await;
         }
-        let over = server
-            .post("/keys/create")
-            .authorization_bearer(&user.access)
-            .json(&json!({ "name": "one too many" }))
-            .await;
+        let over = post_key(&server, &user.access, &json!({ "name": "one too many" })).await;
         let message = assert_error(&over, StatusCode::CONFLICT);
         assert!(message.as_str().unwrap().contains("Limit of"), "{message}");
     })

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use serial_test::parallel;
 
 use super::support::{
-    assert_error, create_key, get_with_key, get_with_token, signup, with_app, PASSWORD,
+    assert_error, create_key, get_with_key, get_with_token, post_key, signup, with_app, PASSWORD,
 };
 use crate::assert_body_snapshot;
 
@@ -219,11 +219,12 @@ async fn bad_rate_limits_are_400() {
             json!({ "requests": 10 }),
             json!("10/minute"),
         ] {
-            let response = server
-                .post("/keys/create")
-                .authorization_bearer(&user.access)
-                .json(&json!({ "name": "k", "rateLimit": rate_limit }))
-                .await;
+            let response = post_key(
+                &server,
+                &user.access,
+                &json!({ "name": "k", "rateLimit": rate_limit }),
+            )
+            .await;
             assert_error(&response, StatusCode::BAD_REQUEST);
             assert!(!response.text().contains("10/minute"), "value echoed");
         }

@@ -62,12 +62,17 @@ pub struct Key {
     pub key: String,
 }
 
-pub async fn create_key(server: &TestServer, access: &str, body: Value) -> Key {
-    let response = server
+/// `POST /keys/create` with `body`, as the user of `access`.
+pub async fn post_key(server: &TestServer, access: &str, body: &Value) -> TestResponse {
+    server
         .post("/keys/create")
         .authorization_bearer(access)
-        .json(&body)
-        .await;
+        .json(body)
+        .await
+}
+
+pub async fn create_key(server: &TestServer, access: &str, body: Value) -> Key {
+    let response = post_key(server, access, &body).await;
     assert_eq!(
         response.status_code(),
         StatusCode::CREATED,
