@@ -1,6 +1,6 @@
 //! The Loco application: routes, start-up checks, background tasks and shutdown.
 
-use std::{net::SocketAddr, path::Path, sync::Arc};
+use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use axum::{
@@ -13,6 +13,7 @@ use loco_rs::{
     boot::{create_app, shutdown_signal, BootResult, ServeParams, StartMode},
     config::Config,
     controller::AppRoutes,
+    controller::Routes,
     db::truncate_table,
     environment::Environment,
     task::Tasks,
@@ -25,6 +26,7 @@ use crate::{
     auth::{extract::API_KEY_HEADER, rate_limit::rate_limit_headers, revocations, AuthState},
     controllers,
     models::_entities::{api_keys, sessions, users},
+    ops::{self, database::DatabaseHealth},
     settings::{Resolved, Settings},
     tasks,
     workers::last_used::{self, LastUsedWorker},
@@ -75,12 +77,19 @@ impl Hooks for App {
         env!("CARGO_CRATE_NAME")
     }
 
+    /// Instances starting together on one PostgreSQL database migrate it one
+    /// at a time.
     async fn boot(
         mode: StartMode,
         environment: &Environment,
         config: Config,
     ) -> Result<BootResult> {
-        create_app::<Self, Migrator>(mode, environment, config).await
+        let uri = config.database.uri.clone();
+        ops::migrations::one_at_a_time(
+            &uri,
+            create_app::<Self, Migrator>(mode, environment, config),
+        )
+        .await
     }
 
     /// Refuses a bad configuration (in production: weak secrets) before anything
@@ -103,7 +112,8 @@ impl Hooks for App {
         }
         let settings = resolve_settings(&ctx.config, &ctx.environment)?;
         ctx.config.settings = None;
-        let state = AuthState::new(settings).map_err(Error::Message)?;
+        let state = AuthState::new(settings, DatabaseHealth::new(ctx.db.clone()))
+            .map_err(Error::Message)?;
         ctx.shared_store.insert(Arc::new(state));
         Ok(ctx)
     }
@@ -116,31 +126,49 @@ impl Hooks for App {
     /// Wrong methods answer in the API's error shape too (axum sets this on the
     /// routes registered so far, so it goes after them); oversized headers and
     /// URIs are refused first; rate-limited keys get their `RateLimit-*` headers;
-    /// CORS only for configured origins.
+    /// a response that found the database unreachable makes the next requests
+    /// fail fast; a request has `REQUEST_TIMEOUT` to be answered; CORS only for
+    /// configured origins.
     async fn after_routes(router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> {
         let state = AuthState::of(ctx).map_err(|err| Error::Message(err.to_string()))?;
         let router = router
             .method_not_allowed_fallback(controllers::method_not_allowed)
             .layer(axum::middleware::from_fn(rate_limit_headers))
+            .layer(axum::middleware::from_fn_with_state(
+                state.database.clone(),
+                ops::database::observe,
+            ))
             .layer(axum::middleware::from_fn(controllers::bounded_request));
+        let router = ops::server::with_request_timeout(router, state.settings.http.request_timeout);
         Ok(match cors_layer(&state.settings.cors_origins)? {
             Some(cors) => router.layer(cors),
             None => router,
         })
     }
 
-    fn routes(_ctx: &AppContext) -> AppRoutes {
+    /// The account and key routes cannot answer without the database: while it
+    /// is down they get 503 at once. The protected routes answer from the
+    /// verification cache and check the database themselves on a miss.
+    fn routes(ctx: &AppContext) -> AppRoutes {
+        let needs_database = |routes: Routes| match AuthState::of(ctx) {
+            Ok(state) => routes.layer(axum::middleware::from_fn_with_state(
+                state.database.clone(),
+                ops::database::required,
+            )),
+            Err(_) => routes,
+        };
         AppRoutes::empty()
-            .add_route(controllers::auth::routes())
-            .add_route(controllers::keys::routes())
+            .add_route(needs_database(controllers::auth::routes()))
+            .add_route(needs_database(controllers::keys::routes()))
             .add_route(controllers::protected::routes())
             .add_route(controllers::health::routes())
             .add_route(controllers::docs::routes())
     }
 
-    /// Serves until SIGINT/SIGTERM, then writes the last-used times still in
-    /// memory: after the server has stopped taking requests, so none is lost.
-    /// (Loco's `on_shutdown` runs before in-flight requests finish.)
+    /// Serves until SIGINT/SIGTERM (in-flight requests get `SHUTDOWN_TIMEOUT`),
+    /// then writes the last-used times still in memory: after the server has
+    /// stopped taking requests, so none is lost. (Loco's `on_shutdown` runs
+    /// before in-flight requests finish.)
     async fn serve(app: AxumRouter, ctx: &AppContext, params: &ServeParams) -> Result<()> {
         let state = AuthState::of(ctx).map_err(|err| Error::Message(err.to_string()))?;
         last_used::spawn_ticker(ctx, state.clone());
@@ -148,12 +176,7 @@ impl Hooks for App {
 
         let listener =
             tokio::net::TcpListener::bind(format!("{}:{}", params.binding, params.port)).await?;
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        ops::server::serve(app, listener, &state.settings.http, shutdown_signal()).await?;
 
         let flushed = last_used::flush_now(ctx, &state).await?;
         tracing::info!(keys = flushed, "last-used times flushed at shutdown");

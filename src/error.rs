@@ -54,6 +54,12 @@ pub enum ApiError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("server busy")]
     Busy { retry_after_secs: u64 },
+    /// The database cannot be reached: a client may retry soon, and the
+    /// instance stops trying it per request until a probe finds it back.
+    #[error("database unavailable")]
+    DatabaseUnavailable,
+    #[error("request timed out")]
+    RequestTimeout,
     #[error("route not found")]
     RouteNotFound,
     #[error("method not allowed")]
@@ -113,7 +119,8 @@ impl ApiError {
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy { .. } | Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -129,6 +136,8 @@ impl ApiError {
             Self::UriTooLong => "Request URI exceeds 2048 bytes",
             Self::TooManyRequests { .. } => "Too many requests, try again later",
             Self::Busy { .. } => "Server busy, try again shortly",
+            Self::DatabaseUnavailable => "Service temporarily unavailable, try again shortly",
+            Self::RequestTimeout => "Request took too long",
             Self::RouteNotFound => "Route not found",
             Self::MethodNotAllowed => "Method not allowed on this route",
             Self::Internal(_) => "Internal server error",
@@ -149,6 +158,10 @@ impl IntoResponse for ApiError {
             message: self.message(),
         };
         let mut response = (status, Json(body)).into_response();
+        if matches!(self, Self::DatabaseUnavailable) {
+            // Tells `ops::database::observe` that this instance lost its database.
+            response.extensions_mut().insert(DatabaseUnreachable);
+        }
         let headers = response.headers_mut();
         match self {
             Self::Unauthorized { challenge, .. } => {
@@ -160,15 +173,32 @@ impl IntoResponse for ApiError {
             Self::TooManyRequests { retry_after_secs } | Self::Busy { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
+            Self::DatabaseUnavailable => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(crate::ops::database::RETRY_AFTER_SECS),
+                );
+            }
             _ => {}
         }
         response
     }
 }
 
+/// Marks a response that failed because the database could not be reached.
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseUnreachable;
+
+/// A lost database is a 503 the client may retry; any other database error is
+/// a fault of ours.
 impl From<DbErr> for ApiError {
     fn from(err: DbErr) -> Self {
-        Self::internal(err)
+        if crate::ops::database::is_unreachable(&err) {
+            tracing::warn!(error = %err, "database unreachable");
+            Self::DatabaseUnavailable
+        } else {
+            Self::internal(err)
+        }
     }
 }
 
@@ -210,11 +240,16 @@ fn data_error_message(body_text: &str) -> String {
     }
 }
 
-/// Converts a unique-constraint violation into the conflict it means, at one place.
-pub fn on_unique_violation(err: DbErr, conflict: &str) -> ApiError {
-    match err.sql_err() {
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => ApiError::Conflict(conflict.into()),
-        _ => ApiError::from(err),
+/// The models' errors as HTTP, at one place; their database errors go the way
+/// of every other `DbErr`.
+impl From<crate::models::ModelError> for ApiError {
+    fn from(err: crate::models::ModelError) -> Self {
+        use crate::models::ModelError;
+        match err {
+            ModelError::Conflict(message) => Self::Conflict(message),
+            ModelError::NotFound(message) => Self::NotFound(message),
+            ModelError::Db(err) => Self::from(err),
+        }
     }
 }
 

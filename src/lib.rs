@@ -3,6 +3,7 @@ pub mod auth;
 pub mod controllers;
 pub mod error;
 pub mod models;
+pub mod ops;
 pub mod settings;
 pub mod tasks;
 pub mod views;

@@ -1,8 +1,9 @@
 //! authgate's own settings: the `settings:` block of `config/{env}.yaml`, where the
 //! old service's environment variables land. Parsed and checked once, at start-up.
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
+use ipnet::IpNet;
 use loco_rs::environment::Environment;
 use serde::Deserialize;
 
@@ -29,9 +30,11 @@ pub struct Settings {
     /// Redis for rate-limit counters shared by all instances; empty: in memory.
     #[serde(default)]
     pub redis_url: String,
-    /// Comma-separated peer IPs whose `X-Forwarded-For` is believed.
+    /// Comma-separated peer IPs or CIDR ranges whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: String,
+    #[serde(default)]
+    pub http: HttpSettings,
     /// Comma-separated origins allowed by CORS; empty: no CORS headers at all.
     #[serde(default)]
     pub cors_origins: String,
@@ -57,6 +60,9 @@ pub struct RateLimitSettings {
     pub login_per_ip: LimitSetting,
     pub signup_per_ip: LimitSetting,
     pub refresh_per_ip: LimitSetting,
+    /// Unknown (well-formed, not stored) keys one client may present; past it,
+    /// 429 before any lookup.
+    pub unknown_keys_per_ip: LimitSetting,
     /// Requests per API key for keys created without a `rateLimit`; none: unlimited.
     pub default_key: Option<LimitSetting>,
 }
@@ -73,6 +79,7 @@ impl Default for RateLimitSettings {
             login_per_ip: limit(60, "1m"),
             signup_per_ip: limit(10, "1h"),
             refresh_per_ip: limit(120, "1m"),
+            unknown_keys_per_ip: limit(60, "1m"),
             default_key: None,
         }
     }
@@ -86,6 +93,7 @@ pub struct Limits {
     pub login_per_ip: Limit,
     pub signup_per_ip: Limit,
     pub refresh_per_ip: Limit,
+    pub unknown_keys_per_ip: Limit,
     pub default_key: Option<Limit>,
 }
 
@@ -114,6 +122,35 @@ pub struct CacheSettings {
     pub ttl: String,
     /// How long an unknown key is remembered as unknown.
     pub negative_ttl: String,
+    /// How long past `ttl` a verified credential is still served while the
+    /// database fails (and only then).
+    pub stale_if_error: String,
+}
+
+/// Bounds on what one connection can hold on to (slow or hostile clients).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// A request's headers must arrive within this; also how long an idle
+    /// keep-alive connection waits for its next request.
+    pub header_timeout: String,
+    /// A request must be answered within this (408 after).
+    pub request_timeout: String,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// After SIGTERM, in-flight requests get this long before the connections are dropped.
+    pub shutdown_timeout: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_timeout: "10s".into(),
+            request_timeout: "30s".into(),
+            max_connections: 4096,
+            shutdown_timeout: "10s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,6 +178,7 @@ impl Default for CacheSettings {
             max_entries: 100_000,
             ttl: "30s".into(),
             negative_ttl: "5s".into(),
+            stale_if_error: "5m".into(),
         }
     }
 }
@@ -165,6 +203,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|err| format!("`{text}` is not a duration: {err}"))
 }
 
+/// The HTTP server's bounds, parsed.
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub header_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
 /// Settings with durations parsed and secrets checked: what the app runs on.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -177,10 +224,12 @@ pub struct Resolved {
     pub cache_max_entries: u64,
     pub cache_ttl: Duration,
     pub cache_negative_ttl: Duration,
+    pub cache_stale_if_error: Duration,
     pub last_used_flush_interval: Duration,
     pub limits: Limits,
     pub redis_url: Option<String>,
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub http: Http,
     pub cors_origins: Vec<String>,
 }
 
@@ -194,12 +243,13 @@ impl Settings {
         serde_json::from_value(value.clone()).map_err(|err| format!("config `settings:`: {err}"))
     }
 
-    /// Parses durations and, in production, refuses missing, default or short secrets.
+    /// Parses durations and, in any environment but development and test (so
+    /// staging too), refuses missing, default or short secrets.
     ///
     /// # Errors
     /// A message naming the offending environment variable.
     pub fn resolve(self, environment: &Environment) -> Result<Resolved, String> {
-        let production = *environment == Environment::Production;
+        let production = !matches!(environment, Environment::Development | Environment::Test);
         check_secret("JWT_SECRET", &self.jwt.secret, production)?;
         check_secret("JWT_REFRESH_SECRET", &self.jwt.refresh_secret, production)?;
         if self.jwt.secret == self.jwt.refresh_secret && production {
@@ -226,6 +276,7 @@ impl Settings {
             login_per_ip: limit("login_per_ip", &rate.login_per_ip)?,
             signup_per_ip: limit("signup_per_ip", &rate.signup_per_ip)?,
             refresh_per_ip: limit("refresh_per_ip", &rate.refresh_per_ip)?,
+            unknown_keys_per_ip: limit("unknown_keys_per_ip", &rate.unknown_keys_per_ip)?,
             default_key: rate
                 .default_key
                 .as_ref()
@@ -233,15 +284,25 @@ impl Settings {
                 .transpose()?,
         };
         let trusted_proxies = comma_separated(&self.trusted_proxies)
-            .map(|ip| {
-                ip.parse::<IpAddr>()
-                    .map_err(|_| format!("TRUSTED_PROXIES: `{ip}` is not an IP address"))
+            .map(|item| {
+                item.parse::<IpNet>()
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        format!("TRUSTED_PROXIES: `{item}` is not an IP address or CIDR range")
+                    })
             })
             .collect::<Result<_, _>>()?;
+        let http = Http {
+            header_timeout: duration("HEADER_TIMEOUT", &self.http.header_timeout)?,
+            request_timeout: duration("REQUEST_TIMEOUT", &self.http.request_timeout)?,
+            max_connections: self.http.max_connections.max(1),
+            shutdown_timeout: duration("SHUTDOWN_TIMEOUT", &self.http.shutdown_timeout)?,
+        };
         Ok(Resolved {
             limits,
             redis_url: Some(self.redis_url.trim().to_string()).filter(|url| !url.is_empty()),
             trusted_proxies,
+            http,
             cors_origins: comma_separated(&self.cors_origins)
                 .map(str::to_string)
                 .collect(),
@@ -254,6 +315,7 @@ impl Settings {
             cache_max_entries: self.cache.max_entries,
             cache_ttl: duration("settings.cache.ttl", &self.cache.ttl)?,
             cache_negative_ttl: duration("settings.cache.negative_ttl", &self.cache.negative_ttl)?,
+            cache_stale_if_error: duration("AUTH_STALE_IF_ERROR", &self.cache.stale_if_error)?,
             last_used_flush_interval: duration(
                 "settings.last_used.flush_interval",
                 &self.last_used.flush_interval,
@@ -306,7 +368,8 @@ mod tests {
             last_used: LastUsedSettings::default(),
             rate_limits: RateLimitSettings::default(),
             redis_url: String::new(),
-            trusted_proxies: "10.0.0.1, ::1".into(),
+            trusted_proxies: "10.0.0.1, ::1, 192.168.0.0/16".into(),
+            http: HttpSettings::default(),
             cors_origins: String::new(),
         }
     }
@@ -314,7 +377,11 @@ mod tests {
     #[test]
     fn lists_and_limits_parse() {
         let resolved = settings("a", "b").resolve(&Environment::Test).unwrap();
-        assert_eq!(resolved.trusted_proxies.len(), 2);
+        assert_eq!(resolved.trusted_proxies.len(), 3);
+        assert!(resolved.trusted_proxies[2]
+            .contains(&"192.168.7.9".parse::<std::net::IpAddr>().unwrap()));
+        assert_eq!(resolved.http.header_timeout, Duration::from_secs(10));
+        assert_eq!(resolved.limits.unknown_keys_per_ip.max, 60);
         assert_eq!(resolved.limits.login_failures_per_account_ip.max, 5);
         assert_eq!(
             resolved.limits.login_failures_per_account_ip.window,
@@ -367,6 +434,18 @@ mod tests {
         assert!(settings(&long, &other)
             .resolve(&Environment::Production)
             .is_ok());
+    }
+
+    #[test]
+    fn staging_gets_the_production_secret_checks() {
+        let staging = Environment::Any("staging".into());
+        let err = settings(DEVELOPMENT_SECRET, "y".repeat(40).as_str())
+            .resolve(&staging)
+            .unwrap_err();
+        assert!(
+            err.starts_with("JWT_SECRET is the development default"),
+            "{err}"
+        );
     }
 
     #[test]

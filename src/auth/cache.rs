@@ -3,8 +3,16 @@
 //! entries; a TTL bounds staleness should an eviction ever be missed. Expiry is
 //! never cached as a verdict: records carry `expires_at` and are checked against
 //! the clock on every request.
+//!
+//! An entry is fresh for `ttl`, then stale for `stale_if_error` more: a stale
+//! entry is reloaded, and served only when the reload cannot reach the database.
+//! A generation counter, bumped by every eviction, keeps a load that started
+//! before an eviction from putting its (revoked) record back afterwards.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, PoisonError, RwLock},
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
 use moka::sync::Cache;
@@ -13,6 +21,7 @@ use uuid::Uuid;
 use sha2::{Digest, Sha256};
 
 use super::{api_key::KeyHash, rate_limit::Limit, tokens::AccessClaims};
+use crate::models::{api_keys::KeyRow, sessions::SessionRow};
 
 /// What a stored key resolves to. `usable` folds in revocation and the owner's state.
 #[derive(Debug, Clone)]
@@ -33,6 +42,30 @@ pub struct SessionRecord {
     pub email: String,
     pub usable: bool,
     pub expires_at: DateTime<Utc>,
+}
+
+impl From<KeyRow> for KeyRecord {
+    fn from(row: KeyRow) -> Self {
+        Self {
+            key_id: row.id,
+            user_id: row.user_id,
+            email: row.email,
+            usable: row.key_active && row.user_active,
+            expires_at: row.expires_at,
+            rate_limit: row.rate_limit.map(Limit::from),
+        }
+    }
+}
+
+impl From<SessionRow> for SessionRecord {
+    fn from(row: SessionRow) -> Self {
+        Self {
+            user_id: row.user_id,
+            email: row.email,
+            usable: !row.revoked && row.user_active,
+            expires_at: row.expires_at,
+        }
+    }
 }
 
 impl KeyRecord {
@@ -88,17 +121,38 @@ impl TokenDigest {
     }
 }
 
+/// A record and when it was read from the database.
+#[derive(Clone)]
+struct Entry<T> {
+    record: Arc<T>,
+    loaded: Instant,
+}
+
+/// Taken (shared) by a load between reading the generation and inserting, and
+/// (exclusive) by an eviction: so no insert can slip in after an eviction that
+/// it predates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Generation(u64);
+
 pub struct VerificationCache {
     /// Claims of access tokens already verified: a digest costs less than the
     /// signature check and JSON parsing, and the session is still checked.
     access_tokens: Cache<TokenDigest, Arc<AccessClaims>>,
-    keys: Cache<KeyHash, Arc<KeyRecord>>,
+    keys: Cache<KeyHash, Entry<KeyRecord>>,
     unknown_keys: Cache<KeyHash, ()>,
-    sessions: Cache<Uuid, Arc<SessionRecord>>,
+    sessions: Cache<Uuid, Entry<SessionRecord>>,
+    fresh_for: Duration,
+    generation: RwLock<u64>,
 }
 
 impl VerificationCache {
-    pub fn new(max_entries: u64, ttl: Duration, negative_ttl: Duration) -> Self {
+    pub fn new(
+        max_entries: u64,
+        ttl: Duration,
+        negative_ttl: Duration,
+        stale_if_error: Duration,
+    ) -> Self {
+        let kept_for = ttl.saturating_add(stale_if_error);
         Self {
             access_tokens: Cache::builder()
                 .max_capacity(max_entries)
@@ -106,7 +160,7 @@ impl VerificationCache {
                 .build(),
             keys: Cache::builder()
                 .max_capacity(max_entries)
-                .time_to_live(ttl)
+                .time_to_live(kept_for)
                 .build(),
             unknown_keys: Cache::builder()
                 .max_capacity(max_entries)
@@ -114,14 +168,26 @@ impl VerificationCache {
                 .build(),
             sessions: Cache::builder()
                 .max_capacity(max_entries)
-                .time_to_live(ttl)
+                .time_to_live(kept_for)
                 .build(),
+            fresh_for: ttl,
+            generation: RwLock::new(0),
         }
     }
 
+    fn lookup<T>(&self, entry: Option<Entry<T>>) -> Option<Lookup<Arc<T>>> {
+        entry.map(|entry| {
+            if entry.loaded.elapsed() < self.fresh_for {
+                Lookup::Known(entry.record)
+            } else {
+                Lookup::Stale(entry.record)
+            }
+        })
+    }
+
     pub fn key(&self, hash: &KeyHash) -> Lookup<Arc<KeyRecord>> {
-        if let Some(record) = self.keys.get(hash) {
-            Lookup::Known(record)
+        if let Some(lookup) = self.lookup(self.keys.get(hash)) {
+            lookup
         } else if self.unknown_keys.contains_key(hash) {
             Lookup::Unknown
         } else {
@@ -129,11 +195,43 @@ impl VerificationCache {
         }
     }
 
-    pub fn remember_key(&self, hash: KeyHash, record: Option<Arc<KeyRecord>>) {
-        match record {
-            Some(record) => self.keys.insert(hash, record),
-            None => self.unknown_keys.insert(hash, ()),
+    /// Read before a load from the database; hand it back to `remember_*`.
+    pub fn generation(&self) -> Generation {
+        Generation(
+            *self
+                .generation
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Runs `insert` unless an eviction happened since `loaded_at` was read.
+    fn insert_if_current(&self, loaded_at: Generation, insert: impl FnOnce()) {
+        let current = self
+            .generation
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *current == loaded_at.0 {
+            insert();
         }
+    }
+
+    pub fn remember_key(
+        &self,
+        loaded_at: Generation,
+        hash: KeyHash,
+        record: Option<Arc<KeyRecord>>,
+    ) {
+        self.insert_if_current(loaded_at, || match record {
+            Some(record) => self.keys.insert(
+                hash,
+                Entry {
+                    record,
+                    loaded: Instant::now(),
+                },
+            ),
+            None => self.unknown_keys.insert(hash, ()),
+        });
     }
 
     pub fn access_token(&self, digest: &TokenDigest) -> Option<Arc<AccessClaims>> {
@@ -144,25 +242,49 @@ impl VerificationCache {
         self.access_tokens.insert(digest, claims);
     }
 
-    pub fn session(&self, id: Uuid) -> Option<Arc<SessionRecord>> {
-        self.sessions.get(&id)
+    pub fn session(&self, id: Uuid) -> Lookup<Arc<SessionRecord>> {
+        self.lookup(self.sessions.get(&id)).unwrap_or(Lookup::Miss)
     }
 
-    pub fn remember_session(&self, id: Uuid, record: Arc<SessionRecord>) {
-        self.sessions.insert(id, record);
+    pub fn remember_session(&self, loaded_at: Generation, id: Uuid, record: Arc<SessionRecord>) {
+        self.insert_if_current(loaded_at, || {
+            self.sessions.insert(
+                id,
+                Entry {
+                    record,
+                    loaded: Instant::now(),
+                },
+            );
+        });
     }
 
     pub fn apply(&self, revocation: &Revocation) {
+        let mut generation = self
+            .generation
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        *generation += 1;
         match revocation {
             Revocation::Key(hash) => self.keys.invalidate(hash),
             Revocation::Session(id) => self.sessions.invalidate(id),
             // Rare (an admin action): dropping everything is simpler than an index
             // from user to entries, and the next requests refill what is still valid.
-            Revocation::User(_) => self.clear(),
+            Revocation::User(_) => self.invalidate_all(),
         }
     }
 
+    /// Forgets everything (the revocation listener reconnected: it may have
+    /// missed some).
     pub fn clear(&self) {
+        let mut generation = self
+            .generation
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        *generation += 1;
+        self.invalidate_all();
+    }
+
+    fn invalidate_all(&self) {
         self.access_tokens.invalidate_all();
         self.keys.invalidate_all();
         self.unknown_keys.invalidate_all();
@@ -170,9 +292,11 @@ impl VerificationCache {
     }
 }
 
-/// A cache answer: a record, a remembered "no such key", or nothing known.
+/// A cache answer: a record (fresh, or past its TTL and to be reloaded), a
+/// remembered "no such key", or nothing known.
 pub enum Lookup<T> {
     Known(T),
+    Stale(T),
     Unknown,
     Miss,
 }
@@ -201,21 +325,59 @@ mod tests {
         assert!(!record.accepts_at(now + chrono::Duration::seconds(2)));
     }
 
+    fn cache(ttl: Duration, stale_if_error: Duration) -> VerificationCache {
+        VerificationCache::new(10, ttl, Duration::from_secs(60), stale_if_error)
+    }
+
     #[test]
     fn revoking_a_key_evicts_it() {
-        let cache = VerificationCache::new(10, Duration::from_secs(60), Duration::from_secs(60));
+        let cache = cache(Duration::from_secs(60), Duration::ZERO);
         let hash = ApiKey::generate().unwrap().hash();
-        cache.remember_key(hash, Some(Arc::new(record(None))));
+        cache.remember_key(cache.generation(), hash, Some(Arc::new(record(None))));
         assert!(matches!(cache.key(&hash), Lookup::Known(_)));
         cache.apply(&Revocation::Key(hash));
         assert!(matches!(cache.key(&hash), Lookup::Miss));
     }
 
     #[test]
-    fn unknown_keys_are_remembered() {
-        let cache = VerificationCache::new(10, Duration::from_secs(60), Duration::from_secs(60));
+    fn a_load_that_predates_an_eviction_is_not_remembered() {
+        let cache = cache(Duration::from_secs(60), Duration::ZERO);
         let hash = ApiKey::generate().unwrap().hash();
-        cache.remember_key(hash, None);
+        let session = Uuid::new_v4();
+        // A request reads the generation, then loads the (still valid) record...
+        let loaded_at = cache.generation();
+        // ...while another request revokes the key and the session...
+        cache.apply(&Revocation::Key(hash));
+        cache.apply(&Revocation::Session(session));
+        // ...and only then does the first one try to remember what it loaded.
+        cache.remember_key(loaded_at, hash, Some(Arc::new(record(None))));
+        let record = SessionRecord {
+            user_id: Uuid::new_v4(),
+            email: "a@b.io".into(),
+            usable: true,
+            expires_at: Utc::now() + chrono::Duration::hours(1),
+        };
+        cache.remember_session(loaded_at, session, Arc::new(record));
+        assert!(matches!(cache.key(&hash), Lookup::Miss));
+        assert!(matches!(cache.session(session), Lookup::Miss));
+    }
+
+    #[test]
+    fn entries_past_their_ttl_are_stale_until_stale_if_error_ends() {
+        let cache = cache(Duration::from_millis(30), Duration::from_millis(200));
+        let hash = ApiKey::generate().unwrap().hash();
+        cache.remember_key(cache.generation(), hash, Some(Arc::new(record(None))));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(matches!(cache.key(&hash), Lookup::Stale(_)));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(matches!(cache.key(&hash), Lookup::Miss));
+    }
+
+    #[test]
+    fn unknown_keys_are_remembered() {
+        let cache = cache(Duration::from_secs(60), Duration::ZERO);
+        let hash = ApiKey::generate().unwrap().hash();
+        cache.remember_key(cache.generation(), hash, None);
         assert!(matches!(cache.key(&hash), Lookup::Unknown));
     }
 

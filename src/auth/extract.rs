@@ -16,8 +16,10 @@ use chrono::{DateTime, Utc};
 use loco_rs::app::AppContext;
 use uuid::Uuid;
 
+use ipnet::{IpNet, Ipv6Net};
+
 use super::{
-    api_key::ApiKey,
+    api_key::{ApiKey, KeyHash},
     cache::{KeyRecord, Lookup, SessionRecord, TokenDigest},
     rate_limit::UsageSlot,
     throttle::too_many,
@@ -127,7 +129,8 @@ async fn service_principal(
         .and_then(|text| ApiKey::parse(text).ok())
         .ok_or(ApiError::invalid_api_key())?;
     let now = Utc::now();
-    let record = key_record(ctx, state, &key)
+    let client = request_client_ip(parts, state);
+    let record = key_record(ctx, state, &key, client)
         .await?
         .filter(|record| record.accepts_at(now))
         .ok_or(ApiError::invalid_api_key())?;
@@ -171,40 +174,144 @@ fn access_claims(state: &AuthState, token: &str, now: DateTime<Utc>) -> Option<A
     Some(claims)
 }
 
-/// The session behind an access token: from the cache, else one query.
+/// The session behind an access token: from the cache, else one query. A
+/// stale entry is reloaded, or served while the database cannot be reached.
 async fn session_record(
     ctx: &AppContext,
     state: &AuthState,
     session_id: Uuid,
 ) -> Result<Option<Arc<SessionRecord>>, ApiError> {
-    if let Some(record) = state.cache.session(session_id) {
-        return Ok(Some(record));
+    match state.cache.session(session_id) {
+        Lookup::Known(record) => Ok(Some(record)),
+        Lookup::Stale(record) => load_session(ctx, state, session_id)
+            .await
+            .or_else(|err| serve_stale(err, record)),
+        Lookup::Unknown | Lookup::Miss => load_session(ctx, state, session_id).await,
     }
+}
+
+async fn load_session(
+    ctx: &AppContext,
+    state: &AuthState,
+    session_id: Uuid,
+) -> Result<Option<Arc<SessionRecord>>, ApiError> {
+    state.database.check()?;
+    let generation = state.cache.generation();
     let record = sessions::load_record(&ctx.db, session_id)
-        .await?
-        .map(Arc::new);
+        .await
+        .map_err(|err| database_failed(state, err))?
+        .map(|row| Arc::new(SessionRecord::from(row)));
     if let Some(record) = &record {
-        state.cache.remember_session(session_id, record.clone());
+        state
+            .cache
+            .remember_session(generation, session_id, record.clone());
     }
     Ok(record)
 }
 
 /// The stored key behind a well-formed key: from the cache (including "no such
-/// key"), else one indexed query.
+/// key"), else one indexed query. A client past its unknown-key limit gets 429
+/// instead of a lookup; a stale entry is reloaded, or served while the database
+/// cannot be reached.
 async fn key_record(
     ctx: &AppContext,
     state: &AuthState,
     key: &ApiKey,
+    client: Option<IpAddr>,
 ) -> Result<Option<Arc<KeyRecord>>, ApiError> {
     let hash = key.hash();
+    let unknown_keys = UnknownKeys::of(client);
     match state.cache.key(&hash) {
         Lookup::Known(record) => Ok(Some(record)),
-        Lookup::Unknown => Ok(None),
+        Lookup::Stale(record) => load_key(ctx, state, hash)
+            .await
+            .or_else(|err| serve_stale(err, record)),
+        Lookup::Unknown => {
+            unknown_keys.presented(state).await?;
+            Ok(None)
+        }
         Lookup::Miss => {
-            let record = api_keys::load_record(&ctx.db, &hash).await?.map(Arc::new);
-            state.cache.remember_key(hash, record.clone());
+            unknown_keys.check(state).await?;
+            let record = load_key(ctx, state, hash).await?;
+            if record.is_none() {
+                unknown_keys.presented(state).await?;
+            }
             Ok(record)
         }
+    }
+}
+
+async fn load_key(
+    ctx: &AppContext,
+    state: &AuthState,
+    hash: KeyHash,
+) -> Result<Option<Arc<KeyRecord>>, ApiError> {
+    state.database.check()?;
+    let generation = state.cache.generation();
+    let record = api_keys::load_record(&ctx.db, &hash.to_hex())
+        .await
+        .map_err(|err| database_failed(state, err))?
+        .map(|row| Arc::new(KeyRecord::from(row)));
+    state.cache.remember_key(generation, hash, record.clone());
+    Ok(record)
+}
+
+/// A failed credential load: a lost database is marked down at once, so that
+/// the next requests serve stale entries without waiting for it.
+fn database_failed(state: &AuthState, err: sea_orm::DbErr) -> ApiError {
+    state.database.observe(&err);
+    ApiError::from(err)
+}
+
+/// While the database is unreachable, a stale entry is the best answer there is.
+fn serve_stale<T>(err: ApiError, record: T) -> Result<Option<T>, ApiError> {
+    match err {
+        ApiError::DatabaseUnavailable => Ok(Some(record)),
+        other => Err(other),
+    }
+}
+
+/// The unknown-key counter of one client: a flood of minted keys (the checksum
+/// is public) costs one lookup per key only up to the limit.
+struct UnknownKeys(Option<String>);
+
+impl UnknownKeys {
+    fn of(client: Option<IpAddr>) -> Self {
+        Self(client.map(|ip| format!("unknown-keys:{}", rate_limit_subject(ip))))
+    }
+
+    /// # Errors
+    /// `TooManyRequests` once the client has presented its limit of unknown keys.
+    async fn check(&self, state: &AuthState) -> Result<(), ApiError> {
+        let Some(counter) = &self.0 else {
+            return Ok(());
+        };
+        let usage = state
+            .limiter
+            .peek(counter, state.settings.limits.unknown_keys_per_ip)
+            .await;
+        if usage.exhausted() {
+            return Err(too_many(&usage));
+        }
+        Ok(())
+    }
+
+    /// Counts one unknown key.
+    ///
+    /// # Errors
+    /// `TooManyRequests` when this one is over the limit.
+    async fn presented(&self, state: &AuthState) -> Result<(), ApiError> {
+        let Some(counter) = &self.0 else {
+            return Ok(());
+        };
+        let usage = state
+            .limiter
+            .hit(counter, state.settings.limits.unknown_keys_per_ip)
+            .await;
+        if usage.exceeded() {
+            return Err(too_many(&usage));
+        }
+        Ok(())
     }
 }
 
@@ -224,11 +331,7 @@ impl FromRequestParts<AppContext> for ClientOrigin {
             .get(header::USER_AGENT)
             .and_then(|value| value.to_str().ok())
             .map(|agent| agent.chars().take(MAX_USER_AGENT_CHARS).collect());
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip());
-        let ip = peer.map(|peer| client_ip(peer, parts, &state.settings.trusted_proxies));
+        let ip = request_client_ip(parts, &state);
         Ok(Self(sessions::Origin {
             user_agent,
             ip: ip.map(|ip| ip.to_string()),
@@ -236,11 +339,33 @@ impl FromRequestParts<AppContext> for ClientOrigin {
     }
 }
 
+/// The client of a request served from a socket (always, but in some tests).
+fn request_client_ip(parts: &Parts, state: &AuthState) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| client_ip(info.0.ip(), parts, &state.settings.trusted_proxies))
+}
+
+/// What per-IP limits count under: the address, or for IPv6 its /64 (one
+/// subscriber's allocation: counting single addresses would let a client
+/// rotate through 2^64 of them).
+pub fn rate_limit_subject(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(_) => ip.to_string(),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(
+            || Ipv6Net::new(v6, 64).map_or_else(|_| ip.to_string(), |net| net.trunc().to_string()),
+            |v4| v4.to_string(),
+        ),
+    }
+}
+
 /// The socket's peer, unless it is a trusted proxy: then the nearest address in
 /// `X-Forwarded-For` that is not one (the header's left part is the client's to
 /// forge, so it is read from the right).
-fn client_ip(peer: IpAddr, parts: &Parts, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
+fn client_ip(peer: IpAddr, parts: &Parts, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
         return peer;
     }
     parts
@@ -253,7 +378,7 @@ fn client_ip(peer: IpAddr, parts: &Parts, trusted: &[IpAddr]) -> IpAddr {
         .collect::<Vec<_>>()
         .into_iter()
         .rev()
-        .find(|hop| !trusted.contains(hop))
+        .find(|hop| !is_trusted(hop))
         .unwrap_or(peer)
 }
 
@@ -271,27 +396,54 @@ mod tests {
             .0
     }
 
+    fn net(text: &str) -> IpNet {
+        text.parse().unwrap()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
-        let stranger: IpAddr = "203.0.113.9".parse().unwrap();
+        let proxy = ip("10.0.0.1");
+        let stranger = ip("203.0.113.9");
         let parts = parts("198.51.100.1, 198.51.100.7");
-        assert_eq!(client_ip(stranger, &parts, &[proxy]), stranger);
+        assert_eq!(client_ip(stranger, &parts, &[net("10.0.0.1/32")]), stranger);
         assert_eq!(
-            client_ip(proxy, &parts, &[proxy]),
-            "198.51.100.7".parse::<IpAddr>().unwrap()
+            client_ip(proxy, &parts, &[net("10.0.0.1/32")]),
+            ip("198.51.100.7")
         );
     }
 
     #[test]
-    fn trusted_hops_are_skipped_from_the_right() {
-        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
-        let inner: IpAddr = "10.0.0.2".parse().unwrap();
+    fn trusted_hops_are_skipped_from_the_right_and_ranges_are_trusted_whole() {
+        let proxy = ip("10.0.0.1");
         let parts = parts("198.51.100.1, 10.0.0.2");
         assert_eq!(
-            client_ip(proxy, &parts, &[proxy, inner]),
-            "198.51.100.1".parse::<IpAddr>().unwrap()
+            client_ip(proxy, &parts, &[net("10.0.0.0/24")]),
+            ip("198.51.100.1")
         );
-        assert_eq!(client_ip(proxy, &self::parts("garbage"), &[proxy]), proxy);
+        assert_eq!(
+            client_ip(proxy, &self::parts("garbage"), &[net("10.0.0.0/24")]),
+            proxy
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_per_64() {
+        assert_eq!(
+            rate_limit_subject(ip("2001:db8:1:2:aaaa::1")),
+            rate_limit_subject(ip("2001:db8:1:2:bbbb::9"))
+        );
+        assert_ne!(
+            rate_limit_subject(ip("2001:db8:1:2::1")),
+            rate_limit_subject(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(
+            rate_limit_subject(ip("::ffff:198.51.100.7")),
+            "198.51.100.7"
+        );
+        assert_eq!(rate_limit_subject(ip("198.51.100.7")), "198.51.100.7");
     }
 }

@@ -16,11 +16,12 @@ use std::sync::Arc;
 
 use loco_rs::app::AppContext;
 
-use crate::{error::ApiError, settings::Resolved};
+use crate::{error::ApiError, ops::database::DatabaseHealth, settings::Resolved};
 use cache::VerificationCache;
 use last_used::LastUsed;
 use password::PasswordHasher;
 use rate_limit::RateLimiter;
+use revocations::ListenerStatus;
 use tokens::TokenKeys;
 
 /// The state the credential layer shares across requests, built once at start-up
@@ -32,13 +33,16 @@ pub struct AuthState {
     pub cache: VerificationCache,
     pub last_used: LastUsed,
     pub limiter: RateLimiter,
+    /// Whether the database answers: credential loads fail fast while it does not.
+    pub database: Arc<DatabaseHealth>,
+    pub listener: ListenerStatus,
 }
 
 impl AuthState {
     /// # Errors
     /// When the bcrypt cost is out of range, its threads cannot start, or `REDIS_URL`
     /// is malformed.
-    pub fn new(settings: Resolved) -> Result<Self, String> {
+    pub fn new(settings: Resolved, database: Arc<DatabaseHealth>) -> Result<Self, String> {
         Ok(Self {
             tokens: TokenKeys::new(
                 &settings.access_secret,
@@ -50,9 +54,12 @@ impl AuthState {
                 settings.cache_max_entries,
                 settings.cache_ttl,
                 settings.cache_negative_ttl,
+                settings.cache_stale_if_error,
             ),
             last_used: LastUsed::default(),
             limiter: RateLimiter::new(settings.redis_url.as_deref())?,
+            database,
+            listener: ListenerStatus::default(),
             settings,
         })
     }

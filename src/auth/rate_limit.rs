@@ -36,6 +36,15 @@ pub struct Limit {
     pub window: Duration,
 }
 
+impl From<crate::models::api_keys::KeyRateLimit> for Limit {
+    fn from(limit: crate::models::api_keys::KeyRateLimit) -> Self {
+        Self {
+            max: limit.requests,
+            window: Duration::from_secs(u64::from(limit.per_seconds)),
+        }
+    }
+}
+
 /// How much of a limit's current window is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
@@ -125,6 +134,13 @@ impl RateLimiter {
             }
         }
         self.window_in_memory(key, limit, 0)
+    }
+
+    /// `None` without `REDIS_URL`; else whether Redis answered last time.
+    pub fn redis_healthy(&self) -> Option<bool> {
+        self.redis
+            .as_ref()
+            .map(|redis| redis.healthy.load(Ordering::Relaxed) && !redis.resting())
     }
 
     /// Forgets everything counted under `key`.

@@ -56,23 +56,24 @@ impl LoginFailures {
         ]
     }
 
+    /// Counts this attempt as a failure before the password is checked, so that
+    /// parallel guesses cannot all pass a check made before any of them counts;
+    /// a successful login takes it back with [`Self::clear`].
+    ///
+    /// The account-and-IP counter goes first: a client locked out there stops
+    /// adding to the account's ceiling, which would lock the owner out everywhere.
+    ///
     /// # Errors
-    /// `TooManyRequests` while either counter is at its limit; the password is
+    /// `TooManyRequests` once either counter is over its limit; the password is
     /// not even checked then.
-    pub async fn check(&self, state: &AuthState) -> Result<(), ApiError> {
+    pub async fn presume_failure(&self, state: &AuthState) -> Result<(), ApiError> {
         for (key, limit) in self.counters(state) {
-            let usage = state.limiter.peek(key, limit).await;
-            if usage.exhausted() {
+            let usage = state.limiter.hit(key, limit).await;
+            if usage.exceeded() {
                 return Err(too_many(&usage));
             }
         }
         Ok(())
-    }
-
-    pub async fn record_failure(&self, state: &AuthState) {
-        for (key, limit) in self.counters(state) {
-            state.limiter.hit(key, limit).await;
-        }
     }
 
     /// A successful login clears the account's failures.

@@ -105,10 +105,9 @@ pub async fn login(
     throttle::attempt(&state, Route::Login, origin.ip_or_unknown()).await?;
     let email = Email::parse(&body.email).map_err(|problem| ApiError::Validation(vec![problem]))?;
     let failures = LoginFailures::new(&email, origin.ip_or_unknown());
-    failures.check(&state).await?;
+    failures.presume_failure(&state).await?;
     let Some(user) = check_credentials(&ctx, &state, &email, Password::new(body.password)).await?
     else {
-        failures.record_failure(&state).await;
         return Err(ApiError::unauthorized(INVALID_CREDENTIALS));
     };
     failures.clear(&state).await;

@@ -28,7 +28,7 @@ const DOCUMENT_PATH: &str = "/api/docs/openapi.json";
         auth::signup, auth::login, auth::refresh, auth::logout, auth::me,
         keys::create, keys::list, keys::revoke,
         protected::user_only, protected::service_only, protected::flexible,
-        health::health,
+        health::health, health::ready,
     ),
     components(schemas(crate::error::ErrorBody)),
     modifiers(&SecuritySchemes),

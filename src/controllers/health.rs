@@ -1,9 +1,15 @@
-//! `/health`: liveness, and the unprotected baseline of the benchmark.
+//! `/health`: liveness, touching nothing (and the unprotected baseline of the
+//! benchmark). `/ready`: readiness, for a load balancer to stop sending traffic
+//! to an instance whose database is unreachable.
 
-use axum::Json;
-use loco_rs::controller::Routes;
+use axum::{extract::State, http::StatusCode, Json};
+use loco_rs::{app::AppContext, controller::Routes};
 
-use crate::views::HealthResponse;
+use crate::{
+    auth::AuthState,
+    error::ApiError,
+    views::{HealthResponse, ReadyChecks, ReadyResponse},
+};
 
 #[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = HealthResponse)))]
 pub async fn health() -> Json<HealthResponse> {
@@ -13,6 +19,60 @@ pub async fn health() -> Json<HealthResponse> {
     })
 }
 
+/// Ready when the database answers; Redis and the revocation listener are
+/// reported but do not make the instance unready (it limits from memory
+/// without Redis, and its cache TTL bounds a missed revocation).
+#[utoipa::path(get, path = "/ready", tag = "health", responses(
+    (status = 200, body = ReadyResponse),
+    (status = 503, description = "The database cannot be reached", body = ReadyResponse),
+))]
+pub async fn ready(
+    State(ctx): State<AppContext>,
+) -> Result<(StatusCode, Json<ReadyResponse>), ApiError> {
+    let state = AuthState::of(&ctx)?;
+    let database_up = !state.database.is_down() && ping(&ctx, &state).await;
+    let checks = ReadyChecks {
+        database: if database_up { "ok" } else { "down" },
+        redis: match state.limiter.redis_healthy() {
+            None => "disabled",
+            Some(true) => "ok",
+            Some(false) => "down",
+        },
+        notifications: state.listener.describe(),
+    };
+    let (status, word) = if database_up {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    Ok((
+        status,
+        Json(ReadyResponse {
+            status: word,
+            checks,
+        }),
+    ))
+}
+
+/// One round trip, bounded: a readiness probe must answer even when the
+/// database hangs.
+async fn ping(ctx: &AppContext, state: &AuthState) -> bool {
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(1), ctx.db.ping()).await;
+    match ping {
+        Ok(Ok(())) => true,
+        Ok(Err(err)) => {
+            state.database.observe(&err);
+            false
+        }
+        Err(_) => {
+            state.database.mark_down();
+            false
+        }
+    }
+}
+
 pub fn routes() -> Routes {
-    Routes::new().add("/health", axum::routing::get(health))
+    Routes::new()
+        .add("/health", axum::routing::get(health))
+        .add("/ready", axum::routing::get(ready))
 }

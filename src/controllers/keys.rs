@@ -9,7 +9,12 @@ use uuid::Uuid;
 
 use super::{validation_failed, ApiJson, ApiPath};
 use crate::{
-    auth::{cache::Revocation, extract::UserAuth, revocations, AuthState},
+    auth::{
+        api_key::{ApiKey, KeyHash},
+        cache::Revocation,
+        extract::UserAuth,
+        revocations, AuthState,
+    },
     error::{ApiError, ApiResult, ErrorBody},
     models::{api_keys, users::parse_name},
     views::{
@@ -65,12 +70,8 @@ pub async fn create(
         .map(|text| parse_expires_at(text, Utc::now()))
         .transpose();
     let rate_limit = body.rate_limit.map(RateLimitBody::parse).transpose();
-    let new_key = match (name, expires_at, rate_limit) {
-        (Ok(name), Ok(expires_at), Ok(rate_limit)) => api_keys::NewKey {
-            name,
-            expires_at,
-            rate_limit,
-        },
+    let (name, expires_at, rate_limit) = match (name, expires_at, rate_limit) {
+        (Ok(name), Ok(expires_at), Ok(rate_limit)) => (name, expires_at, rate_limit),
         (name, expires_at, rate_limit) => {
             return Err(validation_failed([
                 name.err(),
@@ -79,7 +80,15 @@ pub async fn create(
             ]))
         }
     };
-    let (model, key) = api_keys::create(
+    let key = ApiKey::generate().map_err(ApiError::internal)?;
+    let new_key = api_keys::NewKey {
+        key_hash: key.hash().to_hex(),
+        prefix: key.display_prefix().to_string(),
+        name,
+        expires_at,
+        rate_limit,
+    };
+    let model = api_keys::create(
         &ctx.db,
         principal.user_id,
         new_key,
@@ -122,8 +131,7 @@ pub async fn revoke(
 ) -> ApiResult<Json<MessageResponse>> {
     let state = AuthState::of(&ctx)?;
     let key = api_keys::revoke(&ctx.db, id, Some(principal.user_id)).await?;
-    let hash = key
-        .hash()
+    let hash = KeyHash::from_hex(&key.key_hash)
         .ok_or_else(|| ApiError::internal("stored key hash is not hex"))?;
     revocations::publish(&ctx, &state, Revocation::Key(hash)).await?;
     Ok(Json(MessageResponse {

@@ -8,32 +8,21 @@ use sea_orm::{
     entity::prelude::*,
     sea_query::{CaseStatement, Expr, ExprTrait, Query},
     ActiveValue::Set,
-    Condition, QueryFilter, QueryOrder, QuerySelect,
+    Condition, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
 pub use super::_entities::api_keys::{self, ActiveModel, Entity, Model};
 
 impl ActiveModelBehavior for ActiveModel {}
+use super::{_entities::users, on_unique_violation, ModelError};
 
-impl Model {
-    /// The key's hash as stored (always 64 hex digits: only `create` writes it).
-    pub fn hash(&self) -> Option<KeyHash> {
-        KeyHash::from_hex(&self.key_hash)
-    }
-}
-use super::_entities::users;
-use crate::{
-    auth::{
-        api_key::{ApiKey, KeyHash},
-        cache::KeyRecord,
-        rate_limit::Limit,
-    },
-    error::{on_unique_violation, ApiError},
-};
-
-/// What a new key is made of, checked by the controller.
+/// What a new key is made of, checked by the controller. The key itself is not
+/// stored: only its hash and the prefix that may be shown again.
 pub struct NewKey {
+    /// The SHA-256 of the key, hex encoded.
+    pub key_hash: String,
+    pub prefix: String,
     pub name: String,
     pub expires_at: Option<DateTime<Utc>>,
     pub rate_limit: Option<KeyRateLimit>,
@@ -57,17 +46,13 @@ impl KeyRateLimit {
             per_seconds: u32::try_from(per_seconds?).ok()?,
         })
     }
-
-    pub fn limit(self) -> Limit {
-        Limit {
-            max: self.requests,
-            window: std::time::Duration::from_secs(u64::from(self.per_seconds)),
-        }
-    }
 }
 
-/// Creates a key for `user_id` and returns its row with the key itself, which is
-/// not stored and cannot be recovered afterwards.
+/// Stores a new key of `user_id`.
+///
+/// Concurrent creates for one user take turns: each first writes the user's row
+/// (a row lock on PostgreSQL, the write lock on SQLite) and only then counts the
+/// active keys, so no two of them can both see room for the last key.
 ///
 /// # Errors
 /// `Conflict` when the name is taken by an active key or the user holds
@@ -77,24 +62,32 @@ pub async fn create(
     user_id: Uuid,
     new: NewKey,
     max_active: u64,
-) -> Result<(Model, ApiKey), ApiError> {
+) -> Result<Model, ModelError> {
+    let txn = db.begin().await?;
+    users::Entity::update_many()
+        .col_expr(
+            users::Column::UpdatedAt,
+            Expr::col(users::Column::UpdatedAt).into(),
+        )
+        .filter(users::Column::Id.eq(user_id))
+        .exec(&txn)
+        .await?;
     let active = Entity::find()
         .filter(api_keys::Column::UserId.eq(user_id))
         .filter(api_keys::Column::RevokedAt.is_null())
-        .count(db)
+        .count(&txn)
         .await?;
     if active >= max_active {
-        return Err(ApiError::Conflict(format!(
+        return Err(ModelError::Conflict(format!(
             "Limit of {max_active} active API keys reached; revoke one first"
         )));
     }
-    let key = ApiKey::generate().map_err(ApiError::internal)?;
     let now = Utc::now().fixed_offset();
     let model = ActiveModel {
         id: Set(Uuid::new_v4()),
         user_id: Set(user_id),
-        key_hash: Set(key.hash().to_hex()),
-        prefix: Set(key.display_prefix().to_string()),
+        key_hash: Set(new.key_hash),
+        prefix: Set(new.prefix),
         name: Set(new.name),
         is_active: Set(true),
         expires_at: Set(new.expires_at.map(|at| at.fixed_offset())),
@@ -105,10 +98,11 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
     }
-    .insert(db)
+    .insert(&txn)
     .await
     .map_err(|err| on_unique_violation(err, "An active API key with this name already exists"))?;
-    Ok((model, key))
+    txn.commit().await?;
+    Ok(model)
 }
 
 fn to_column(value: u32) -> i32 {
@@ -136,7 +130,7 @@ pub async fn revoke(
     db: &DatabaseConnection,
     key_id: Uuid,
     owner: Option<Uuid>,
-) -> Result<Model, ApiError> {
+) -> Result<Model, ModelError> {
     let mut query = Entity::find_by_id(key_id);
     if let Some(owner) = owner {
         query = query.filter(api_keys::Column::UserId.eq(owner));
@@ -144,7 +138,7 @@ pub async fn revoke(
     let key = query
         .one(db)
         .await?
-        .ok_or(ApiError::NotFound("API key not found"))?;
+        .ok_or(ModelError::NotFound("API key not found"))?;
     if key.revoked_at.is_some() {
         return Ok(key);
     }
@@ -156,14 +150,23 @@ pub async fn revoke(
     Ok(key.update(db).await?)
 }
 
-/// What the key guard needs to know of a key, in one indexed query.
+/// What the key guard needs to know of a key and its owner.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub email: String,
+    pub key_active: bool,
+    pub user_active: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub rate_limit: Option<KeyRateLimit>,
+}
+
+/// The key whose SHA-256 is `key_hash` (hex), in one indexed query.
 ///
 /// # Errors
 /// Database errors.
-pub async fn load_record(
-    db: &DatabaseConnection,
-    hash: &KeyHash,
-) -> Result<Option<KeyRecord>, DbErr> {
+pub async fn load_record(db: &DatabaseConnection, key_hash: &str) -> Result<Option<KeyRow>, DbErr> {
     type Row = (
         Uuid,
         Uuid,
@@ -185,26 +188,31 @@ pub async fn load_record(
         .column(users::Column::Email)
         .column(users::Column::IsActive)
         .inner_join(users::Entity)
-        .filter(api_keys::Column::KeyHash.eq(hash.to_hex()))
+        .filter(api_keys::Column::KeyHash.eq(key_hash))
         .into_tuple()
         .one(db)
         .await?;
     Ok(row.map(
-        |(key_id, user_id, key_active, expires_at, requests, per_seconds, email, user_active)| {
-            KeyRecord {
-                key_id,
-                user_id,
-                email,
-                usable: key_active && user_active,
-                expires_at: expires_at.map(|at| at.with_timezone(&Utc)),
-                rate_limit: KeyRateLimit::from_columns(requests, per_seconds)
-                    .map(KeyRateLimit::limit),
-            }
+        |(id, user_id, key_active, expires_at, requests, per_seconds, email, user_active)| KeyRow {
+            id,
+            user_id,
+            email,
+            key_active,
+            user_active,
+            expires_at: expires_at.map(|at| at.with_timezone(&Utc)),
+            rate_limit: KeyRateLimit::from_columns(requests, per_seconds),
         },
     ))
 }
 
-/// Writes a batch of last-used times in one statement, never moving a time backwards.
+/// Keys per statement when writing last-used times: three bind parameters per
+/// key stay far below SQLite's limit (32,766; 999 before 3.32) and PostgreSQL's.
+const LAST_USED_CHUNK: usize = 300;
+
+/// Writes a batch of last-used times, a few hundred keys per statement, never
+/// moving a time backwards. Returns how many keys were written; on an error the
+/// chunks before it are written and the caller keeps the whole batch (writing
+/// a time twice is harmless).
 ///
 /// # Errors
 /// Database errors.
@@ -212,32 +220,33 @@ pub async fn record_last_used(
     db: &DatabaseConnection,
     batch: &HashMap<Uuid, DateTime<Utc>>,
 ) -> Result<u64, DbErr> {
-    if batch.is_empty() {
-        return Ok(0);
+    let uses: Vec<_> = batch.iter().collect();
+    let mut written = 0;
+    for chunk in uses.chunks(LAST_USED_CHUNK) {
+        let mut new_time = CaseStatement::new();
+        for (key_id, at) in chunk {
+            new_time = new_time.case(
+                api_keys::Column::Id.eq(**key_id),
+                Expr::value(at.fixed_offset()),
+            );
+        }
+        let stored = Expr::col(api_keys::Column::LastUsedAt);
+        let keep_latest = CaseStatement::new()
+            .case(
+                Condition::any()
+                    .add(stored.clone().is_null())
+                    .add(stored.clone().lt(new_time.clone())),
+                new_time,
+            )
+            .finally(stored);
+        let statement = Query::update()
+            .table(api_keys::Entity)
+            .value(api_keys::Column::LastUsedAt, keep_latest)
+            .and_where(api_keys::Column::Id.is_in(chunk.iter().map(|(key_id, _)| **key_id)))
+            .to_owned();
+        written += db.execute(&statement).await?.rows_affected();
     }
-    let mut new_time = CaseStatement::new();
-    for (key_id, at) in batch {
-        new_time = new_time.case(
-            api_keys::Column::Id.eq(*key_id),
-            Expr::value(at.fixed_offset()),
-        );
-    }
-    let stored = Expr::col(api_keys::Column::LastUsedAt);
-    let keep_latest = CaseStatement::new()
-        .case(
-            Condition::any()
-                .add(stored.clone().is_null())
-                .add(stored.clone().lt(new_time.clone())),
-            new_time,
-        )
-        .finally(stored);
-    let statement = Query::update()
-        .table(api_keys::Entity)
-        .value(api_keys::Column::LastUsedAt, keep_latest)
-        .and_where(api_keys::Column::Id.is_in(batch.keys().copied()))
-        .to_owned();
-    let result = db.execute(&statement).await?;
-    Ok(result.rows_affected())
+    Ok(written)
 }
 
 /// Deletes keys revoked or expired more than `days` ago.

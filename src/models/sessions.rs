@@ -9,7 +9,6 @@ pub use super::_entities::sessions::{self, ActiveModel, Entity, Model};
 
 impl ActiveModelBehavior for ActiveModel {}
 use super::_entities::users;
-use crate::auth::cache::SessionRecord;
 
 /// Where a sign-in came from, kept for the user's own audit.
 #[derive(Debug, Clone, Default)]
@@ -57,14 +56,21 @@ pub async fn find(db: &DatabaseConnection, id: Uuid) -> Result<Option<Model>, Db
     Entity::find_by_id(id).one(db).await
 }
 
-/// What the access-token guard needs to know of a session, in one query.
+/// What the access-token guard needs to know of a session and its user.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub user_id: Uuid,
+    pub email: String,
+    pub revoked: bool,
+    pub user_active: bool,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The session `id` with its user, in one query.
 ///
 /// # Errors
 /// Database errors.
-pub async fn load_record(
-    db: &DatabaseConnection,
-    id: Uuid,
-) -> Result<Option<SessionRecord>, DbErr> {
+pub async fn load_record(db: &DatabaseConnection, id: Uuid) -> Result<Option<SessionRow>, DbErr> {
     let row: Option<(
         Uuid,
         DateTimeWithTimeZone,
@@ -83,10 +89,11 @@ pub async fn load_record(
         .one(db)
         .await?;
     Ok(row.map(
-        |(user_id, expires_at, revoked_at, email, is_active)| SessionRecord {
+        |(user_id, expires_at, revoked_at, email, user_active)| SessionRow {
             user_id,
             email,
-            usable: revoked_at.is_none() && is_active,
+            revoked: revoked_at.is_some(),
+            user_active,
             expires_at: expires_at.with_timezone(&Utc),
         },
     ))

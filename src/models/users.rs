@@ -9,7 +9,7 @@ use validator::ValidateEmail;
 pub use super::_entities::users::{self, ActiveModel, Entity, Model};
 
 impl ActiveModelBehavior for ActiveModel {}
-use crate::error::{on_unique_violation, ApiError};
+use super::{on_unique_violation, ModelError};
 
 const MAX_EMAIL_LEN: usize = 254;
 pub const MIN_PASSWORD_BYTES: usize = 8;
@@ -101,7 +101,7 @@ pub async fn create<C: ConnectionTrait>(
     email: &Email,
     password_hash: String,
     name: Option<String>,
-) -> Result<Model, ApiError> {
+) -> Result<Model, ModelError> {
     let now = Utc::now().fixed_offset();
     ActiveModel {
         id: Set(Uuid::new_v4()),

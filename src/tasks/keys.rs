@@ -8,7 +8,7 @@ use loco_rs::{
 use uuid::Uuid;
 
 use crate::{
-    auth::{cache::Revocation, revocations, AuthState},
+    auth::{api_key::KeyHash, cache::Revocation, revocations, AuthState},
     models::api_keys,
 };
 
@@ -32,8 +32,7 @@ impl Task for RevokeKey {
             .await
             .map_err(|err| Error::Message(err.to_string()))?;
         let state = AuthState::of(ctx).map_err(|err| Error::Message(err.to_string()))?;
-        let hash = key
-            .hash()
+        let hash = KeyHash::from_hex(&key.key_hash)
             .ok_or_else(|| Error::Message("stored key hash is not hex".into()))?;
         revocations::publish(ctx, &state, Revocation::Key(hash)).await?;
         println!("API key {id} ({}) revoked", key.prefix);

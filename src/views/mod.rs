@@ -20,3 +20,25 @@ pub struct HealthResponse {
     pub status: &'static str,
     pub timestamp: chrono::DateTime<chrono::Utc>,
 }
+
+/// `GET /ready`: whether this instance can serve, and what it depends on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyResponse {
+    /// `ready`, or `unavailable` while the database cannot be reached.
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    pub checks: ReadyChecks,
+}
+
+/// Each dependency: `ok`, `down`, or `disabled` (not configured).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyChecks {
+    #[schema(example = "ok")]
+    pub database: &'static str,
+    /// Shared rate-limit counters (`REDIS_URL`).
+    #[schema(example = "disabled")]
+    pub redis: &'static str,
+    /// Revocations from other instances (PostgreSQL `LISTEN`).
+    #[schema(example = "ok")]
+    pub notifications: &'static str,
+}

@@ -1,6 +1,8 @@
-//! Writes recorded key uses to `api_keys.last_used_at`: one statement per batch,
-//! never moving a time backwards. Batches come from [`flush`], which a ticker
-//! calls every `settings.last_used.flush_interval`, and once more at shutdown.
+//! Writes recorded key uses to `api_keys.last_used_at`: a few hundred keys per
+//! statement, never moving a time backwards. Batches come from [`flush`], which
+//! a ticker calls every `settings.last_used.flush_interval`, and once more at
+//! shutdown. A batch whose write fails goes back into memory and is retried
+//! with the next one, so an outage loses no use.
 
 use std::collections::HashMap;
 
@@ -27,8 +29,7 @@ impl BackgroundWorker<LastUsedBatch> for LastUsedWorker {
     }
 
     async fn perform(&self, batch: LastUsedBatch) -> Result<()> {
-        api_keys::record_last_used(&self.ctx.db, &batch.uses).await?;
-        Ok(())
+        write_or_keep(&self.ctx, batch.uses).await
     }
 }
 
@@ -46,14 +47,25 @@ pub async fn flush(ctx: &AppContext, state: &AuthState) -> Result<usize> {
     Ok(count)
 }
 
+/// Writes `uses`; if that fails, hands them back to memory for the next flush.
+async fn write_or_keep(ctx: &AppContext, uses: HashMap<Uuid, DateTime<Utc>>) -> Result<()> {
+    if let Err(err) = api_keys::record_last_used(&ctx.db, &uses).await {
+        let state = AuthState::of(ctx).map_err(|err| loco_rs::Error::Message(err.to_string()))?;
+        state.last_used.merge(uses);
+        return Err(err.into());
+    }
+    Ok(())
+}
+
 /// Writes what is left, in this task: at shutdown no queue may outlive us.
 ///
 /// # Errors
-/// Database errors.
+/// Database errors (the batch is then lost with the process).
 pub async fn flush_now(ctx: &AppContext, state: &AuthState) -> Result<usize> {
     let uses = state.last_used.drain();
-    api_keys::record_last_used(&ctx.db, &uses).await?;
-    Ok(uses.len())
+    let count = uses.len();
+    write_or_keep(ctx, uses).await?;
+    Ok(count)
 }
 
 /// Spawns the ticker that flushes every `interval`.

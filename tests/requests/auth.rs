@@ -1,15 +1,15 @@
 //! `/auth` and `/health` as a client of the old service sees them.
 
-use authgate::{
-    auth::{cache::Revocation, tokens::TokenKeys},
-    models::users,
-};
+use authgate::{auth::tokens::TokenKeys, models::users, tasks::users::SetUserActive};
 use axum::http::StatusCode;
+use loco_rs::task::{Task, Vars};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{json, Value};
 use serial_test::parallel;
 
-use super::support::{assert_error, get_with_token, refresh, signup, state, with_app, PASSWORD};
+use super::support::{
+    assert_error, get_with_token, json_ok, refresh, signup, state, with_app, PASSWORD,
+};
 use crate::assert_body_snapshot;
 
 #[tokio::test]
@@ -194,20 +194,28 @@ async fn wrong_password_and_unknown_email_get_the_same_401() {
 #[tokio::test]
 #[parallel]
 async fn refresh_rotates_the_pair() {
-    with_app(|server, _ctx| async move {
+    with_app(|server, ctx| async move {
         let user = signup(&server, "ada@example.com").await;
-        let response = refresh(&server, &user.refresh).await;
-        assert_eq!(
-            response.status_code(),
-            StatusCode::OK,
-            "{}",
-            response.text()
-        );
-        let body: Value = response.json();
-        assert_body_snapshot!(body, { ".accessToken", ".refreshToken" });
+        let body = json_ok(&refresh(&server, &user.refresh).await);
+        let fields: Vec<&String> = body.as_object().unwrap().keys().collect();
+        assert_eq!(fields, ["accessToken", "refreshToken"]);
         let new_refresh = body["refreshToken"].as_str().unwrap();
-        assert_ne!(new_refresh, user.refresh);
         let access = body["accessToken"].as_str().unwrap();
+        assert_ne!(new_refresh, user.refresh);
+        assert_ne!(access, user.access);
+
+        // The new pair belongs to the same user and the same session.
+        let tokens = &state(&ctx).tokens;
+        let old_refresh = tokens.verify_refresh(&user.refresh).unwrap();
+        let new_access = tokens.verify_access(access).unwrap();
+        let new_refresh_claims = tokens.verify_refresh(new_refresh).unwrap();
+        assert_eq!(new_access.sub.to_string(), user.id);
+        assert_eq!(new_refresh_claims.sub.to_string(), user.id);
+        assert_eq!(new_access.sid, old_refresh.sid);
+        assert_eq!(new_refresh_claims.sid, old_refresh.sid);
+        // Rotation does not extend the session.
+        assert_eq!(new_refresh_claims.exp, old_refresh.exp);
+
         let me = get_with_token(&server, "/auth/me", access).await;
         assert_eq!(me.status_code(), StatusCode::OK);
 
@@ -222,7 +230,7 @@ async fn refresh_rotates_the_pair() {
 async fn reusing_an_old_refresh_token_revokes_the_session() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
-        let rotated: Value = refresh(&server, &user.refresh).await.json();
+        let rotated = json_ok(&refresh(&server, &user.refresh).await);
         let reuse = refresh(&server, &user.refresh).await;
         assert_error(&reuse, StatusCode::UNAUTHORIZED);
 
@@ -285,15 +293,17 @@ async fn logout_revokes_the_session_at_once() {
 async fn logout_of_one_session_keeps_the_others() {
     with_app(|server, _ctx| async move {
         let first = signup(&server, "ada@example.com").await;
-        let second: Value = server
-            .post("/auth/login")
-            .json(&json!({ "email": "ada@example.com", "password": PASSWORD }))
-            .await
-            .json();
-        server
+        let second = json_ok(
+            &server
+                .post("/auth/login")
+                .json(&json!({ "email": "ada@example.com", "password": PASSWORD }))
+                .await,
+        );
+        let logout = server
             .post("/auth/logout")
             .authorization_bearer(&first.access)
             .await;
+        assert_eq!(logout.status_code(), StatusCode::OK);
         let me = server
             .get("/auth/me")
             .authorization_bearer(second["accessToken"].as_str().unwrap())
@@ -348,12 +358,11 @@ async fn deactivated_users_tokens_and_logins_fail() {
         let me = get_with_token(&server, "/auth/me", &user.access).await;
         assert_eq!(me.status_code(), StatusCode::OK);
 
-        let email = users::Email::parse("ada@example.com").unwrap();
-        let model = users::set_active(&ctx.db, &email, false)
+        let vars = Vars::from_cli_args(vec![("email".to_string(), "ada@example.com".to_string())]);
+        SetUserActive { active: false }
+            .run(&ctx, &vars)
             .await
-            .unwrap()
             .unwrap();
-        state(&ctx).cache.apply(&Revocation::User(model.id));
 
         let me = get_with_token(&server, "/auth/me", &user.access).await;
         assert_error(&me, StatusCode::UNAUTHORIZED);

@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 use serial_test::parallel;
 
 use super::support::{
-    assert_error, create_key, get_with_key, get_with_token, post_key, signup, state, with_app,
+    all_at_once, assert_error, create_key, get_with_key, get_with_token, list_keys, post_key,
+    revoke_key, signup, state, with_app,
 };
 use crate::assert_body_snapshot;
 
@@ -52,7 +53,7 @@ async fn list_is_newest_first_and_only_the_callers() {
             create_key(&server, &ada.access, json!({ "name": name })).await;
         }
         create_key(&server, &bob.access, json!({ "name": "bobs" })).await;
-        let listed: Value = get_with_token(&server, "/keys", &ada.access).await.json();
+        let listed = list_keys(&server, &ada.access).await;
         let names: Vec<&str> = listed
             .as_array()
             .unwrap()
@@ -82,7 +83,7 @@ async fn invalid_key_requests_are_400() {
             let response = post_key(&server, &user.access, &body).await;
             assert_error(&response, StatusCode::BAD_REQUEST);
         }
-        let listed: Value = get_with_token(&server, "/keys", &user.access).await.json();
+        let listed = list_keys(&server, &user.access).await;
         assert_eq!(listed, json!([]));
         let past = post_key(
             &server,
@@ -104,10 +105,7 @@ async fn names_are_unique_among_active_keys() {
         let duplicate = post_key(&server, &user.access, &json!({ "name": "billing" })).await;
         assert_error(&duplicate, StatusCode::CONFLICT);
 
-        let revoke = server
-            .delete(&format!("/keys/{}", key.id))
-            .authorization_bearer(&user.access)
-            .await;
+        let revoke = revoke_key(&server, &user.access, &key.id).await;
         assert_eq!(revoke.status_code(), StatusCode::OK);
         create_key(&server, &user.access, json!({ "name": "billing" })).await;
 
@@ -135,16 +133,47 @@ async fn active_keys_are_capped_per_user() {
 
 #[tokio::test]
 #[parallel]
+async fn the_cap_holds_under_concurrent_creates() {
+    with_app(|server, ctx| async move {
+        let max = state(&ctx).settings.max_active_keys;
+        let user = signup(&server, "ada@example.com").await;
+        let bodies: Vec<Value> = (0..150)
+            .map(|n| json!({ "name": format!("key {n}") }))
+            .collect();
+        let responses = all_at_once(
+            bodies
+                .iter()
+                .map(|body| post_key(&server, &user.access, body)),
+        )
+        .await;
+
+        let created = responses
+            .iter()
+            .filter(|response| response.status_code() == StatusCode::CREATED)
+            .count();
+        assert_eq!(created as u64, max);
+        for refused in responses
+            .iter()
+            .filter(|response| response.status_code() != StatusCode::CREATED)
+        {
+            let message = assert_error(refused, StatusCode::CONFLICT);
+            assert!(message.as_str().unwrap().contains("Limit of"), "{message}");
+        }
+        let listed = list_keys(&server, &user.access).await;
+        assert_eq!(listed.as_array().unwrap().len() as u64, max);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
 async fn revoke_answers_404_400_and_is_idempotent() {
     with_app(|server, _ctx| async move {
         let ada = signup(&server, "ada@example.com").await;
         let bob = signup(&server, "bob@example.com").await;
         let key = create_key(&server, &ada.access, json!({ "name": "billing" })).await;
 
-        let by_bob = server
-            .delete(&format!("/keys/{}", key.id))
-            .authorization_bearer(&bob.access)
-            .await;
+        let by_bob = revoke_key(&server, &bob.access, &key.id).await;
         assert_error(&by_bob, StatusCode::NOT_FOUND);
         let unknown = server
             .delete("/keys/00000000-0000-4000-8000-000000000000")
@@ -158,17 +187,14 @@ async fn revoke_answers_404_400_and_is_idempotent() {
         assert_error(&malformed, StatusCode::BAD_REQUEST);
 
         for _ in 0..2 {
-            let response = server
-                .delete(&format!("/keys/{}", key.id))
-                .authorization_bearer(&ada.access)
-                .await;
+            let response = revoke_key(&server, &ada.access, &key.id).await;
             assert_eq!(response.status_code(), StatusCode::OK);
             assert_eq!(
                 response.json::<Value>(),
                 json!({ "message": "API key revoked successfully" })
             );
         }
-        let listed: Value = get_with_token(&server, "/keys", &ada.access).await.json();
+        let listed = list_keys(&server, &ada.access).await;
         assert_eq!(listed[0]["isActive"], false);
     })
     .await;
@@ -200,7 +226,7 @@ async fn last_used_appears_after_a_flush() {
         let response = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_eq!(response.status_code(), StatusCode::OK);
 
-        let before: Value = get_with_token(&server, "/keys", &user.access).await.json();
+        let before = list_keys(&server, &user.access).await;
         assert_eq!(
             before[0]["lastUsedAt"],
             Value::Null,
@@ -209,7 +235,7 @@ async fn last_used_appears_after_a_flush() {
 
         let flushed = last_used::flush(&ctx, &state(&ctx)).await.unwrap();
         assert_eq!(flushed, 1);
-        let after: Value = get_with_token(&server, "/keys", &user.access).await.json();
+        let after = list_keys(&server, &user.access).await;
         assert!(after[0]["lastUsedAt"].is_string(), "{after}");
     })
     .await;
@@ -223,7 +249,8 @@ async fn many_uses_of_one_key_make_one_write_per_flush() {
         let busy = create_key(&server, &user.access, json!({ "name": "busy" })).await;
         let idle = create_key(&server, &user.access, json!({ "name": "idle" })).await;
         for _ in 0..20 {
-            get_with_key(&server, "/protected/service-only", &busy.key).await;
+            let response = get_with_key(&server, "/protected/service-only", &busy.key).await;
+            assert_eq!(response.status_code(), StatusCode::OK);
         }
         let state = state(&ctx);
         let batch = state.last_used.drain();
@@ -241,7 +268,7 @@ async fn many_uses_of_one_key_make_one_write_per_flush() {
         authgate::models::api_keys::record_last_used(&ctx.db, &stale)
             .await
             .unwrap();
-        let listed: Value = get_with_token(&server, "/keys", &user.access).await.json();
+        let listed = list_keys(&server, &user.access).await;
         let busy_row = listed
             .as_array()
             .unwrap()

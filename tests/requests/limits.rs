@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 use serial_test::parallel;
 
 use super::support::{
-    assert_error, create_key, get_with_key, get_with_token, post_key, signup, with_app, PASSWORD,
+    all_at_once, assert_error, create_key, get_with_key, list_keys, post_key, signup, with_app,
+    PASSWORD,
 };
 use crate::assert_body_snapshot;
 
@@ -57,12 +58,46 @@ async fn login_brute_force_gets_429_with_retry_after() {
 
 #[tokio::test]
 #[parallel]
+async fn parallel_guesses_get_no_more_tries_than_sequential_ones() {
+    with_app(|server, _ctx| async move {
+        signup(&server, "ada@example.com").await;
+        let guesses = all_at_once(
+            (0..20).map(|_| login(&server, "ada@example.com", "wrong password", "198.51.100.1")),
+        )
+        .await;
+        let checked = guesses
+            .iter()
+            .filter(|response| response.status_code() == StatusCode::UNAUTHORIZED)
+            .count();
+        assert_eq!(checked, 3, "only the limit's worth of guesses reach bcrypt");
+        for refused in guesses
+            .iter()
+            .filter(|response| response.status_code() != StatusCode::UNAUTHORIZED)
+        {
+            assert_error(refused, StatusCode::TOO_MANY_REQUESTS);
+            assert!((1..=900).contains(&retry_after(refused)));
+        }
+
+        let locked = login(&server, "ada@example.com", PASSWORD, "198.51.100.1").await;
+        assert_error(&locked, StatusCode::TOO_MANY_REQUESTS);
+        assert!((1..=900).contains(&retry_after(&locked)));
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
 async fn another_account_on_the_same_ip_can_still_log_in() {
     with_app(|server, _ctx| async move {
         signup(&server, "ada@example.com").await;
         signup(&server, "bob@example.com").await;
-        for _ in 0..4 {
-            login(&server, "ada@example.com", "wrong password", "198.51.100.1").await;
+        for expected in [StatusCode::UNAUTHORIZED; 3]
+            .into_iter()
+            .chain([StatusCode::TOO_MANY_REQUESTS])
+        {
+            let response =
+                login(&server, "ada@example.com", "wrong password", "198.51.100.1").await;
+            assert_error(&response, expected);
         }
         let bob = login(&server, "bob@example.com", PASSWORD, "198.51.100.1").await;
         assert_eq!(bob.status_code(), StatusCode::OK);
@@ -76,7 +111,9 @@ async fn a_successful_login_resets_the_failures() {
     with_app(|server, _ctx| async move {
         signup(&server, "ada@example.com").await;
         for _ in 0..2 {
-            login(&server, "ada@example.com", "wrong password", "198.51.100.1").await;
+            let response =
+                login(&server, "ada@example.com", "wrong password", "198.51.100.1").await;
+            assert_error(&response, StatusCode::UNAUTHORIZED);
         }
         let ok = login(&server, "ada@example.com", PASSWORD, "198.51.100.1").await;
         assert_eq!(ok.status_code(), StatusCode::OK);
@@ -115,13 +152,14 @@ async fn failures_from_many_ips_hit_the_accounts_ceiling() {
 async fn unknown_emails_are_throttled_like_known_ones() {
     with_app(|server, _ctx| async move {
         for _ in 0..3 {
-            login(
+            let response = login(
                 &server,
                 "nobody@example.com",
                 "wrong password",
                 "198.51.100.1",
             )
             .await;
+            assert_error(&response, StatusCode::UNAUTHORIZED);
         }
         let locked = login(
             &server,
@@ -192,7 +230,7 @@ async fn a_keys_rate_limit_is_enforced_and_reported() {
         assert_eq!(free.status_code(), StatusCode::OK);
         assert!(free.maybe_header("ratelimit-limit").is_none());
 
-        let listed: Value = get_with_token(&server, "/keys", &user.access).await.json();
+        let listed = list_keys(&server, &user.access).await;
         let limits: Vec<&Value> = listed
             .as_array()
             .unwrap()

@@ -1,7 +1,7 @@
 //! The three guards: user-only, service-only and flexible.
 
 use authgate::{
-    auth::cache::Revocation,
+    auth::{cache::Revocation, revocations},
     models::users::{self, Email},
     tasks::users::SetUserActive,
 };
@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use serial_test::parallel;
 
 use super::support::{
-    assert_error, create_key, get_with_key, get_with_token, signup, state, with_app,
+    assert_error, create_key, get_with_key, get_with_token, json_ok, revoke_key, signup, state,
+    with_app,
 };
 use crate::assert_body_snapshot;
 
@@ -68,14 +69,10 @@ async fn flexible_says_which_credential_was_used() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
         let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
-        let by_token: Value = get_with_token(&server, "/protected/flexible", &user.access)
-            .await
-            .json();
+        let by_token = json_ok(&get_with_token(&server, "/protected/flexible", &user.access).await);
         assert_eq!(by_token["accessType"], "user");
         assert_body_snapshot!(by_token, { ".user.userId" });
-        let by_key: Value = get_with_key(&server, "/protected/flexible", &key.key)
-            .await
-            .json();
+        let by_key = json_ok(&get_with_key(&server, "/protected/flexible", &key.key).await);
         assert_eq!(by_key["accessType"], "service");
         assert_eq!(by_key["user"]["keyId"], key.id.as_str());
         let neither = server.get("/protected/flexible").await;
@@ -107,10 +104,8 @@ async fn revoked_key_is_refused_on_service_only() {
         let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
         let warm = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_eq!(warm.status_code(), StatusCode::OK);
-        server
-            .delete(&format!("/keys/{}", key.id))
-            .authorization_bearer(&user.access)
-            .await;
+        let revoke = revoke_key(&server, &user.access, &key.id).await;
+        assert_eq!(revoke.status_code(), StatusCode::OK);
         let after = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_error(&after, StatusCode::UNAUTHORIZED);
     })
@@ -225,8 +220,10 @@ async fn valid_tokens_and_keys_are_served_from_the_cache() {
     with_app(|server, ctx| async move {
         let user = signup(&server, "ada@example.com").await;
         let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
-        get_with_key(&server, "/protected/service-only", &key.key).await;
-        get_with_token(&server, "/protected/user-only", &user.access).await;
+        let warm = get_with_key(&server, "/protected/service-only", &key.key).await;
+        assert_eq!(warm.status_code(), StatusCode::OK);
+        let warm = get_with_token(&server, "/protected/user-only", &user.access).await;
+        assert_eq!(warm.status_code(), StatusCode::OK);
 
         ctx.db.close_by_ref().await.unwrap();
         let by_key = get_with_key(&server, "/protected/service-only", &key.key).await;
@@ -243,7 +240,8 @@ async fn user_revocation_evicts_cached_keys() {
     with_app(|server, ctx| async move {
         let user = signup(&server, "ada@example.com").await;
         let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
-        get_with_key(&server, "/protected/service-only", &key.key).await;
+        let warm = get_with_key(&server, "/protected/service-only", &key.key).await;
+        assert_eq!(warm.status_code(), StatusCode::OK);
         let model = users::set_active(&ctx.db, &Email::parse("ada@example.com").unwrap(), false)
             .await
             .unwrap()
@@ -251,7 +249,9 @@ async fn user_revocation_evicts_cached_keys() {
         // Without the eviction the cached verdict would still say yes.
         let cached = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_eq!(cached.status_code(), StatusCode::OK);
-        state(&ctx).cache.apply(&Revocation::User(model.id));
+        revocations::publish(&ctx, &state(&ctx), Revocation::User(model.id))
+            .await
+            .unwrap();
         let evicted = get_with_key(&server, "/protected/service-only", &key.key).await;
         assert_error(&evicted, StatusCode::UNAUTHORIZED);
     })

@@ -1,7 +1,7 @@
 //! Shared steps of the request tests: a fresh app and database per test, and the
 //! calls most tests begin with.
 
-use std::future::Future;
+use std::{future::Future, task::Poll};
 
 use authgate::{app::App, auth::AuthState};
 use axum::http::StatusCode;
@@ -86,6 +86,30 @@ pub async fn create_key(server: &TestServer, access: &str, body: Value) -> Key {
     }
 }
 
+/// `GET /keys` as the user of `access`: asserts a 200 and returns the list.
+pub async fn list_keys(server: &TestServer, access: &str) -> Value {
+    json_ok(&get_with_token(server, "/keys", access).await)
+}
+
+/// `DELETE /keys/{id}` as the user of `access`.
+pub async fn revoke_key(server: &TestServer, access: &str, id: &str) -> TestResponse {
+    server
+        .delete(&format!("/keys/{id}"))
+        .authorization_bearer(access)
+        .await
+}
+
+/// Asserts a 200 and returns the body.
+pub fn json_ok(response: &TestResponse) -> Value {
+    assert_eq!(
+        response.status_code(),
+        StatusCode::OK,
+        "{}",
+        response.text()
+    );
+    response.json()
+}
+
 /// Asserts the old service's error shape and returns the message.
 pub fn assert_error(response: &TestResponse, status: StatusCode) -> Value {
     assert_eq!(response.status_code(), status, "{}", response.text());
@@ -124,4 +148,28 @@ pub async fn refresh(server: &TestServer, refresh_token: &str) -> TestResponse {
         .post("/auth/refresh")
         .json(&json!({ "refreshToken": refresh_token }))
         .await
+}
+
+/// Drives every request at once, as `futures::future::join_all` would, so their
+/// handlers interleave at each await; the responses come back in order.
+pub async fn all_at_once<F: Future>(requests: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<_> = requests.into_iter().map(|r| Some(Box::pin(r))).collect();
+    let mut answers: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (request, answer) in pending.iter_mut().zip(answers.iter_mut()) {
+            if let Some(future) = request {
+                if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                    *answer = Some(output);
+                    *request = None;
+                }
+            }
+        }
+        if pending.iter().all(Option::is_none) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    answers.into_iter().map(Option::unwrap).collect()
 }

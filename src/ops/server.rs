@@ -1,0 +1,119 @@
+//! The HTTP server, bounded against slow and hostile clients: request headers
+//! must arrive within `HEADER_TIMEOUT` (hyper starts that clock whenever a
+//! connection waits for a request head, so an idle keep-alive connection closes
+//! after it too), a request is answered within `REQUEST_TIMEOUT` (408 after),
+//! at most `MAX_CONNECTIONS` connections are served at once (more wait in the
+//! kernel's backlog), and after SIGTERM in-flight requests get
+//! `SHUTDOWN_TIMEOUT` before their connections are dropped.
+
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    body::Body,
+    http::{header, Request, StatusCode},
+    response::{IntoResponse, Response},
+    Router,
+};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto::Builder, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tower::{Service, ServiceExt};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::{error::ApiError, settings::Http};
+
+/// After a failed `accept` (out of file descriptors, say), wait this long
+/// rather than spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Adds the request timeout to `router`; its 408 answers in the API's error shape.
+pub fn with_request_timeout(router: Router, timeout: Duration) -> Router {
+    router
+        .layer(axum::middleware::map_response(shape_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+}
+
+/// tower-http's timeout answers with an empty body.
+async fn shape_timeout(response: Response) -> Response {
+    if response.status() == StatusCode::REQUEST_TIMEOUT
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return ApiError::RequestTimeout.into_response();
+    }
+    response
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets
+/// in-flight requests finish for at most `http.shutdown_timeout`.
+///
+/// # Errors
+/// Never for a single connection's failure; only if the server cannot run.
+pub async fn serve(
+    router: Router,
+    listener: TcpListener,
+    http: &Http,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(http.header_timeout));
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(http.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = make_service
+            .call(peer)
+            .await
+            .unwrap_or_else(|never: Infallible| match never {})
+            .map_request(|request: Request<Incoming>| request.map(Body::new));
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that resets or times out ends its own connection; nothing to report.
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(http.shutdown_timeout) => {
+            tracing::warn!(
+                timeout = ?http.shutdown_timeout,
+                "in-flight requests did not finish before the shutdown deadline; dropping them"
+            );
+        }
+    }
+    Ok(())
+}
