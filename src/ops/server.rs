@@ -33,11 +33,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Adds the request timeout to `router`; its 408 answers in the API's error shape.
 pub fn with_request_timeout(router: Router, timeout: Duration) -> Router {
     router
-        .layer(axum::middleware::map_response(shape_timeout))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        .layer(axum::middleware::map_response(shape_timeout))
 }
 
 /// tower-http's timeout answers with an empty body.
@@ -116,4 +116,39 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+
+    #[tokio::test]
+    async fn a_request_over_its_time_gets_408_in_the_error_shape() {
+        let router = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route("/fast", get(|| async { "ok" }));
+        let router = with_request_timeout(router, Duration::from_millis(50));
+        let slow = router
+            .clone()
+            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
+        let body = axum::body::to_bytes(slow.into_body(), 1024).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["statusCode"], 408);
+        assert_eq!(body["message"], "Request took too long");
+        let fast = router
+            .oneshot(Request::get("/fast").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(fast.status(), StatusCode::OK);
+    }
 }

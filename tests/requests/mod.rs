@@ -2,5 +2,6 @@ mod auth;
 mod docs;
 mod keys;
 mod limits;
+mod outage;
 mod protected;
 mod support;
