@@ -67,7 +67,7 @@ pub async fn create(
     users::Entity::update_many()
         .col_expr(
             users::Column::UpdatedAt,
-            Expr::col(users::Column::UpdatedAt).into(),
+            Expr::col(users::Column::UpdatedAt),
         )
         .filter(users::Column::Id.eq(user_id))
         .exec(&txn)
