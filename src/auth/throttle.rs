@@ -1,8 +1,10 @@
 //! Throttling of the unauthenticated routes: login failures per account and IP
 //! (with a looser ceiling per account, so one attacker cannot lock an account
-//! out for everyone), and attempts per IP on login, signup and refresh.
+//! out for everyone), and attempts per IP on login, signup and refresh. An IPv6
+//! client counts by its /64.
 
 use super::{
+    extract::rate_limit_subject,
     rate_limit::{Limit, Usage},
     AuthState,
 };
@@ -27,7 +29,10 @@ pub async fn attempt(state: &AuthState, route: Route, ip: &str) -> Result<(), Ap
         Route::Signup => ("signup", limits.signup_per_ip),
         Route::Refresh => ("refresh", limits.refresh_per_ip),
     };
-    let usage = state.limiter.hit(&format!("{name}:ip:{ip}"), limit).await;
+    let usage = state
+        .limiter
+        .hit(&format!("{name}:ip:{}", subject(ip)), limit)
+        .await;
     if usage.exceeded() {
         return Err(too_many(&usage));
     }
@@ -43,7 +48,7 @@ pub struct LoginFailures {
 impl LoginFailures {
     pub fn new(email: &Email, ip: &str) -> Self {
         Self {
-            account_ip: format!("login-failures:{}:{ip}", email.as_str()),
+            account_ip: format!("login-failures:{}:{}", email.as_str(), subject(ip)),
             account: format!("login-failures:{}", email.as_str()),
         }
     }
@@ -82,6 +87,12 @@ impl LoginFailures {
             state.limiter.reset(key).await;
         }
     }
+}
+
+/// What per-IP counters count under (`ip` is an address, or `unknown`).
+fn subject(ip: &str) -> String {
+    ip.parse()
+        .map_or_else(|_| ip.to_string(), rate_limit_subject)
 }
 
 pub fn too_many(usage: &Usage) -> ApiError {

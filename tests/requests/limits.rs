@@ -204,6 +204,28 @@ async fn signup_floods_get_429() {
 
 #[tokio::test]
 #[parallel]
+async fn an_ipv6_client_rotating_addresses_in_its_64_is_one_client() {
+    with_app(|server, _ctx| async move {
+        let signup_from = |n: u32, ip: String| {
+            server
+                .post("/auth/signup")
+                .add_header("x-forwarded-for", ip)
+                .json(&json!({ "email": format!("v6-{n}@example.com"), "password": PASSWORD }))
+        };
+        for n in 0..8 {
+            let response = signup_from(n, format!("2001:db8:7:7::{n:x}")).await;
+            assert_eq!(response.status_code(), StatusCode::CREATED);
+        }
+        let rotated = signup_from(8, "2001:db8:7:7:ffff:ffff:ffff:ffff".into()).await;
+        assert_error(&rotated, StatusCode::TOO_MANY_REQUESTS);
+        let next_64 = signup_from(9, "2001:db8:7:8::1".into()).await;
+        assert_eq!(next_64.status_code(), StatusCode::CREATED);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
 async fn a_keys_rate_limit_is_enforced_and_reported() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
