@@ -6,5 +6,6 @@ pub mod models;
 pub mod ops;
 pub mod settings;
 pub mod tasks;
+pub mod usage;
 pub mod views;
 pub mod workers;

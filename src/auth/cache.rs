@@ -20,16 +20,18 @@ use uuid::Uuid;
 
 use sha2::{Digest, Sha256};
 
-use super::{api_key::KeyHash, rate_limit::Limit, tokens::AccessClaims};
+use super::{api_key::KeyHash, outcome::Outcome, rate_limit::Limit, tokens::AccessClaims};
 use crate::models::{api_keys::KeyRow, sessions::SessionRow};
 
-/// What a stored key resolves to. `usable` folds in revocation and the owner's state.
+/// What a stored key resolves to, revoked or not: a key that stopped working is
+/// still recognised, so that its uses are counted against it.
 #[derive(Debug, Clone)]
 pub struct KeyRecord {
     pub key_id: Uuid,
     pub user_id: Uuid,
     pub email: String,
-    pub usable: bool,
+    pub revoked: bool,
+    pub owner_active: bool,
     pub expires_at: Option<DateTime<Utc>>,
     /// The key's own limit, if it was created with one.
     pub rate_limit: Option<Limit>,
@@ -50,7 +52,8 @@ impl From<KeyRow> for KeyRecord {
             key_id: row.id,
             user_id: row.user_id,
             email: row.email,
-            usable: row.key_active && row.user_active,
+            revoked: !row.key_active,
+            owner_active: row.user_active,
             expires_at: row.expires_at,
             rate_limit: row.rate_limit.map(Limit::from),
         }
@@ -69,8 +72,19 @@ impl From<SessionRow> for SessionRecord {
 }
 
 impl KeyRecord {
-    pub fn accepts_at(&self, now: DateTime<Utc>) -> bool {
-        self.usable && self.expires_at.is_none_or(|expires_at| now < expires_at)
+    /// The key's standing at `now`, before its rate limit: revoked, disabled
+    /// (owner inactive), expired (past `expires_at`, the end of a rotation's
+    /// grace included), or valid.
+    pub fn standing_at(&self, now: DateTime<Utc>) -> Outcome {
+        if self.revoked {
+            Outcome::Revoked
+        } else if !self.owner_active {
+            Outcome::Disabled
+        } else if self.expires_at.is_some_and(|expires_at| now >= expires_at) {
+            Outcome::Expired
+        } else {
+            Outcome::Valid
+        }
     }
 }
 
@@ -311,7 +325,8 @@ mod tests {
             key_id: Uuid::new_v4(),
             user_id: Uuid::new_v4(),
             email: "a@b.io".into(),
-            usable: true,
+            revoked: false,
+            owner_active: true,
             expires_at,
             rate_limit: None,
         }
@@ -321,8 +336,22 @@ mod tests {
     fn expiry_is_checked_against_the_clock() {
         let now = Utc::now();
         let record = record(Some(now + chrono::Duration::seconds(1)));
-        assert!(record.accepts_at(now));
-        assert!(!record.accepts_at(now + chrono::Duration::seconds(2)));
+        assert_eq!(record.standing_at(now), Outcome::Valid);
+        assert_eq!(
+            record.standing_at(now + chrono::Duration::seconds(2)),
+            Outcome::Expired
+        );
+    }
+
+    #[test]
+    fn revocation_outranks_the_owner_and_the_owner_outranks_expiry() {
+        let past = Utc::now() - chrono::Duration::seconds(1);
+        let mut key = record(Some(past));
+        assert_eq!(key.standing_at(Utc::now()), Outcome::Expired);
+        key.owner_active = false;
+        assert_eq!(key.standing_at(Utc::now()), Outcome::Disabled);
+        key.revoked = true;
+        assert_eq!(key.standing_at(Utc::now()), Outcome::Revoked);
     }
 
     fn cache(ttl: Duration, stale_if_error: Duration) -> VerificationCache {

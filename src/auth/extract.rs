@@ -21,6 +21,7 @@ use ipnet::{IpNet, Ipv6Net};
 use super::{
     api_key::{ApiKey, KeyHash},
     cache::{KeyRecord, Lookup, SessionRecord, TokenDigest},
+    outcome::{verify_key, Outcome},
     rate_limit::UsageSlot,
     throttle::too_many,
     tokens::AccessClaims,
@@ -130,28 +131,20 @@ async fn service_principal(
         .ok_or(ApiError::invalid_api_key())?;
     let now = Utc::now();
     let client = request_client_ip(parts, state);
-    let record = key_record(ctx, state, &key, client)
-        .await?
-        .filter(|record| record.accepts_at(now))
-        .ok_or(ApiError::invalid_api_key())?;
-    state.last_used.record(record.key_id, now);
-    if let Some(limit) = record.rate_limit.or(state.settings.limits.default_key) {
-        let usage = state
-            .limiter
-            .hit(&format!("key:{}", record.key_id), limit)
-            .await;
-        if let Some(slot) = parts.extensions.get::<UsageSlot>() {
-            slot.fill(usage);
-        }
-        if usage.exceeded() {
-            return Err(too_many(&usage));
-        }
+    let record = key_record(ctx, state, &key, client).await?;
+    let verdict = verify_key(state, record, now).await;
+    if let (Some(usage), Some(slot)) = (verdict.rate_limit, parts.extensions.get::<UsageSlot>()) {
+        slot.fill(usage);
     }
-    Ok(ServicePrincipal {
-        user_id: record.user_id,
-        email: record.email.clone(),
-        key_id: record.key_id,
-    })
+    match (verdict.outcome, verdict.record, verdict.rate_limit) {
+        (Outcome::Valid, Some(record), _) => Ok(ServicePrincipal {
+            user_id: record.user_id,
+            email: record.email.clone(),
+            key_id: record.key_id,
+        }),
+        (Outcome::RateLimited, _, Some(usage)) => Err(too_many(&usage)),
+        _ => Err(ApiError::invalid_api_key()),
+    }
 }
 
 fn bearer_token(parts: &Parts) -> Option<&str> {

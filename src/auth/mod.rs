@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod cache;
 pub mod extract;
 pub mod last_used;
+pub mod outcome;
 pub mod password;
 pub mod rate_limit;
 pub mod revocations;
@@ -16,7 +17,9 @@ use std::sync::Arc;
 
 use loco_rs::app::AppContext;
 
-use crate::{error::ApiError, ops::database::DatabaseHealth, settings::Resolved};
+use crate::{
+    error::ApiError, ops::database::DatabaseHealth, settings::Resolved, usage::UsageCounters,
+};
 use cache::VerificationCache;
 use last_used::LastUsed;
 use password::PasswordHasher;
@@ -32,6 +35,7 @@ pub struct AuthState {
     pub passwords: PasswordHasher,
     pub cache: VerificationCache,
     pub last_used: LastUsed,
+    pub usage: UsageCounters,
     pub limiter: RateLimiter,
     /// Whether the database answers: credential loads fail fast while it does not.
     pub database: Arc<DatabaseHealth>,
@@ -57,6 +61,7 @@ impl AuthState {
                 settings.cache_stale_if_error,
             ),
             last_used: LastUsed::default(),
+            usage: UsageCounters::default(),
             limiter: RateLimiter::new(settings.redis_url.as_deref())?,
             database,
             listener: ListenerStatus::default(),
