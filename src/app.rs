@@ -77,19 +77,12 @@ impl Hooks for App {
         env!("CARGO_CRATE_NAME")
     }
 
-    /// Instances starting together on one PostgreSQL database migrate it one
-    /// at a time.
     async fn boot(
         mode: StartMode,
         environment: &Environment,
         config: Config,
     ) -> Result<BootResult> {
-        let uri = config.database.uri.clone();
-        ops::migrations::one_at_a_time(
-            &uri,
-            create_app::<Self, Migrator>(mode, environment, config),
-        )
-        .await
+        create_app::<Self, Migrator>(mode, environment, config).await
     }
 
     /// Refuses a bad configuration (in production: weak secrets) before anything
@@ -112,9 +105,17 @@ impl Hooks for App {
         }
         let settings = resolve_settings(&ctx.config, &ctx.environment)?;
         ctx.config.settings = None;
-        let state = AuthState::new(settings, DatabaseHealth::new(ctx.db.clone()))
-            .map_err(Error::Message)?;
+        let state = AuthState::new(
+            settings,
+            DatabaseHealth::new(ctx.db.clone(), &ctx.config.database.uri),
+        )
+        .map_err(Error::Message)?;
         ctx.shared_store.insert(Arc::new(state));
+        // Instances starting together on one PostgreSQL database migrate it one
+        // at a time.
+        if ctx.config.database.auto_migrate {
+            ops::migrations::migrate_one_at_a_time(&ctx.config.database.uri, &ctx.db).await?;
+        }
         Ok(ctx)
     }
 

@@ -57,7 +57,10 @@ pub enum ApiError {
     /// The database cannot be reached: a client may retry soon, and the
     /// instance stops trying it per request until a probe finds it back.
     #[error("database unavailable")]
-    DatabaseUnavailable,
+    DatabaseUnavailable {
+        /// A connection failed (rather than a wait for one timing out).
+        lost: bool,
+    },
     #[error("request timed out")]
     RequestTimeout,
     #[error("route not found")]
@@ -119,7 +122,7 @@ impl ApiError {
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Busy { .. } | Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy { .. } | Self::DatabaseUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -136,7 +139,9 @@ impl ApiError {
             Self::UriTooLong => "Request URI exceeds 2048 bytes",
             Self::TooManyRequests { .. } => "Too many requests, try again later",
             Self::Busy { .. } => "Server busy, try again shortly",
-            Self::DatabaseUnavailable => "Service temporarily unavailable, try again shortly",
+            Self::DatabaseUnavailable { .. } => {
+                "Service temporarily unavailable, try again shortly"
+            }
             Self::RequestTimeout => "Request took too long",
             Self::RouteNotFound => "Route not found",
             Self::MethodNotAllowed => "Method not allowed on this route",
@@ -158,9 +163,11 @@ impl IntoResponse for ApiError {
             message: self.message(),
         };
         let mut response = (status, Json(body)).into_response();
-        if matches!(self, Self::DatabaseUnavailable) {
+        if let Self::DatabaseUnavailable { lost } = self {
             // Tells `ops::database::observe` that this instance lost its database.
-            response.extensions_mut().insert(DatabaseUnreachable);
+            response
+                .extensions_mut()
+                .insert(DatabaseUnreachable { lost });
         }
         let headers = response.headers_mut();
         match self {
@@ -173,7 +180,7 @@ impl IntoResponse for ApiError {
             Self::TooManyRequests { retry_after_secs } | Self::Busy { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
-            Self::DatabaseUnavailable => {
+            Self::DatabaseUnavailable { .. } => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(crate::ops::database::RETRY_AFTER_SECS),
@@ -187,15 +194,18 @@ impl IntoResponse for ApiError {
 
 /// Marks a response that failed because the database could not be reached.
 #[derive(Debug, Clone, Copy)]
-pub struct DatabaseUnreachable;
+pub struct DatabaseUnreachable {
+    pub lost: bool,
+}
 
 /// A lost database is a 503 the client may retry; any other database error is
 /// a fault of ours.
 impl From<DbErr> for ApiError {
     fn from(err: DbErr) -> Self {
         if crate::ops::database::is_unreachable(&err) {
-            tracing::warn!(error = %err, "database unreachable");
-            Self::DatabaseUnavailable
+            Self::DatabaseUnavailable {
+                lost: crate::ops::database::is_connection_lost(&err),
+            }
         } else {
             Self::internal(err)
         }

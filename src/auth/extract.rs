@@ -259,7 +259,7 @@ fn database_failed(state: &AuthState, err: sea_orm::DbErr) -> ApiError {
 /// While the database is unreachable, a stale entry is the best answer there is.
 fn serve_stale<T>(err: ApiError, record: T) -> Result<Option<T>, ApiError> {
     match err {
-        ApiError::DatabaseUnavailable => Ok(Some(record)),
+        ApiError::DatabaseUnavailable { .. } => Ok(Some(record)),
         other => Err(other),
     }
 }

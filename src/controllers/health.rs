@@ -65,7 +65,7 @@ async fn ping(ctx: &AppContext, state: &AuthState) -> bool {
             false
         }
         Err(_) => {
-            state.database.mark_down();
+            state.database.report(false);
             false
         }
     }
