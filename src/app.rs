@@ -161,6 +161,7 @@ impl Hooks for App {
         AppRoutes::empty()
             .add_route(needs_database(controllers::auth::routes()))
             .add_route(needs_database(controllers::keys::routes()))
+            .add_route(needs_database(controllers::usage::routes()))
             .add_route(controllers::protected::routes())
             .add_route(controllers::health::routes())
             .add_route(controllers::docs::routes())
@@ -194,6 +195,7 @@ impl Hooks for App {
         tasks.register(tasks::users::SetUserActive { active: true });
         tasks.register(tasks::keys::RevokeKey);
         tasks.register(tasks::keys::PruneKeys);
+        tasks.register(tasks::usage::PruneUsage);
     }
 
     async fn truncate(ctx: &AppContext) -> Result<()> {

@@ -1,4 +1,4 @@
-//! Schema of authgate: one migration per table, run the same on SQLite and PostgreSQL.
+//! Schema of authgate: migrations in order, run the same on SQLite and PostgreSQL.
 #![allow(elided_lifetimes_in_paths)]
 #![allow(clippy::wildcard_imports)]
 pub use sea_orm_migration::prelude::*;
@@ -6,6 +6,8 @@ pub use sea_orm_migration::prelude::*;
 mod m20261130_000001_users;
 mod m20261130_000002_sessions;
 mod m20261130_000003_api_keys;
+mod m20261201_000004_key_usage;
+mod m20261201_000005_key_rotation;
 
 pub struct Migrator;
 
@@ -16,6 +18,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_users::Migration),
             Box::new(m20261130_000002_sessions::Migration),
             Box::new(m20261130_000003_api_keys::Migration),
+            Box::new(m20261201_000004_key_usage::Migration),
+            Box::new(m20261201_000005_key_rotation::Migration),
             // inject-above (do not remove this comment)
         ]
     }

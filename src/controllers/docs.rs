@@ -15,7 +15,7 @@ use utoipa::{
 };
 use utoipa_swagger_ui::Config;
 
-use super::{auth, health, keys, protected, ApiPath};
+use super::{auth, health, keys, protected, usage, ApiPath};
 use crate::error::ApiError;
 
 pub const DOCS_PATH: &str = "/api/docs";
@@ -26,7 +26,8 @@ const DOCUMENT_PATH: &str = "/api/docs/openapi.json";
     info(title = "authgate", description = "Sign-in with JWTs and API keys for services."),
     paths(
         auth::signup, auth::login, auth::refresh, auth::logout, auth::me,
-        keys::create, keys::list, keys::revoke,
+        keys::create, keys::list, keys::revoke, keys::rotate,
+        usage::key_usage, usage::user_usage,
         protected::user_only, protected::service_only, protected::flexible,
         health::health, health::ready,
     ),

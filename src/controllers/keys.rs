@@ -1,13 +1,13 @@
-//! `/keys`: a signed-in user creates, lists and revokes their API keys.
+//! `/keys`: a signed-in user creates, lists, rotates and revokes their API keys.
 
 use axum::{extract::State, http::StatusCode, Json};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use loco_rs::{app::AppContext, controller::Routes};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{validation_failed, ApiJson, ApiPath};
+use super::{validation_failed, ApiJson, ApiPath, OptionalApiJson};
 use crate::{
     auth::{
         api_key::{ApiKey, KeyHash},
@@ -18,7 +18,7 @@ use crate::{
     error::{ApiError, ApiResult, ErrorBody},
     models::{api_keys, users::parse_name},
     views::{
-        keys::{CreatedKeyResponse, KeyView, RateLimitBody},
+        keys::{CreatedKeyResponse, KeyView, RateLimitBody, RotatedKeyResponse},
         MessageResponse,
     },
 };
@@ -112,7 +112,73 @@ pub async fn list(
     UserAuth(principal): UserAuth,
 ) -> ApiResult<Json<Vec<KeyView>>> {
     let keys = api_keys::list(&ctx.db, principal.user_id).await?;
-    Ok(Json(keys.into_iter().map(KeyView::from).collect()))
+    let now = Utc::now();
+    Ok(Json(
+        keys.into_iter().map(|key| KeyView::new(key, now)).collect(),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RotateKeyRequest {
+    /// How long the old key keeps working, in seconds: 0 (revoked at once) to
+    /// 604800 (a week). Never past the old key's own expiry.
+    #[schema(example = 3600, default = 3600, minimum = 0, maximum = 604_800)]
+    pub grace_period_seconds: Option<i64>,
+}
+
+const DEFAULT_GRACE_SECONDS: i64 = 3_600;
+const MAX_GRACE_SECONDS: i64 = 604_800;
+
+fn parse_grace(seconds: Option<i64>) -> Result<TimeDelta, String> {
+    match seconds.unwrap_or(DEFAULT_GRACE_SECONDS) {
+        seconds @ 0..=MAX_GRACE_SECONDS => Ok(TimeDelta::seconds(seconds)),
+        _ => Err(format!(
+            "gracePeriodSeconds must be 0 to {MAX_GRACE_SECONDS}"
+        )),
+    }
+}
+
+/// Replaces a key with a new one of the same name, rate limit and expiry, shown
+/// this once. The old key keeps working through the grace period (default an
+/// hour), then answers 401; a grace period of 0 revokes it at once.
+#[utoipa::path(post, path = "/keys/{id}/rotate", tag = "keys", security(("bearerAuth" = [])),
+    params(("id" = Uuid, Path, description = "The id of the key to replace")),
+    request_body = Option<RotateKeyRequest>,
+    responses(
+        (status = 201, body = RotatedKeyResponse),
+        (status = 400, description = "Malformed id or body, gracePeriodSeconds out of range", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "No such key among the caller's", body = ErrorBody),
+        (status = 409, description = "The key is revoked, expired or rotated already", body = ErrorBody),
+    ))]
+pub async fn rotate(
+    State(ctx): State<AppContext>,
+    UserAuth(principal): UserAuth,
+    ApiPath(id): ApiPath<Uuid>,
+    OptionalApiJson(body): OptionalApiJson<RotateKeyRequest>,
+) -> ApiResult<(StatusCode, Json<RotatedKeyResponse>)> {
+    let state = AuthState::of(&ctx)?;
+    let grace = parse_grace(body.grace_period_seconds)
+        .map_err(|problem| validation_failed([Some(problem)]))?;
+    let key = ApiKey::generate().map_err(ApiError::internal)?;
+    let successor = api_keys::Successor {
+        key_hash: key.hash().to_hex(),
+        prefix: key.display_prefix().to_string(),
+    };
+    let rotation = api_keys::rotate(&ctx.db, principal.user_id, id, successor, grace).await?;
+    // The old key's expiry changed (or it was revoked): every instance drops
+    // what it cached of it and reads it again.
+    let hash = KeyHash::from_hex(&rotation.old.key_hash)
+        .ok_or_else(|| ApiError::internal("stored key hash is not hex"))?;
+    revocations::publish(&ctx, &state, Revocation::Key(hash)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RotatedKeyResponse {
+            key: CreatedKeyResponse::new(rotation.new, &key),
+            rotated_from: rotation.old.id,
+        }),
+    ))
 }
 
 /// Revokes one of the caller's keys; it stops working at once, on every instance.
@@ -144,6 +210,7 @@ pub fn routes() -> Routes {
         .add("/keys", axum::routing::get(list))
         .add("/keys/create", axum::routing::post(create))
         .add("/keys/{id}", axum::routing::delete(revoke))
+        .add("/keys/{id}/rotate", axum::routing::post(rotate))
 }
 
 #[cfg(test)]
@@ -161,5 +228,14 @@ mod tests {
         );
         assert!(parse_expires_at("tomorrow", now).is_err());
         assert!(parse_expires_at("2999-01-01", now).is_err());
+    }
+
+    #[test]
+    fn grace_defaults_to_an_hour_and_stays_within_a_week() {
+        assert_eq!(parse_grace(None), Ok(TimeDelta::hours(1)));
+        assert_eq!(parse_grace(Some(0)), Ok(TimeDelta::zero()));
+        assert_eq!(parse_grace(Some(604_800)), Ok(TimeDelta::weeks(1)));
+        assert!(parse_grace(Some(604_801)).is_err());
+        assert!(parse_grace(Some(-1)).is_err());
     }
 }

@@ -5,8 +5,14 @@ pub mod docs;
 pub mod health;
 pub mod keys;
 pub mod protected;
+pub mod usage;
 
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::{
+    body::{Body, Bytes},
+    extract::{FromRequest, FromRequestParts, Query, Request},
+    http::{request::Parts, StatusCode},
+};
+use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
@@ -20,6 +26,60 @@ pub struct ApiJson<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
+
+/// A JSON body that may be left out: no body at all reads as `T::default()`;
+/// a body is read exactly as [`ApiJson`] reads it (content type, unknown
+/// fields, size).
+pub struct OptionalApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for OptionalApiJson<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                _ => ApiError::BadRequest("Could not read the request body".into()),
+            })?;
+        if bytes.is_empty() {
+            return Ok(Self(T::default()));
+        }
+        let ApiJson(value) =
+            ApiJson::from_request(Request::from_parts(parts, Body::from(bytes)), state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// `axum::extract::Query` whose rejections (an unknown or repeated parameter)
+/// are a 400 in the API's error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(value) = Query::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| {
+                let text = rejection.body_text();
+                let problem = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                ApiError::BadRequest(problem.to_string())
+            })?;
+        Ok(Self(value))
+    }
+}
 
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 const MAX_URI_BYTES: usize = 2048;

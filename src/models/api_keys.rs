@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     entity::prelude::*,
     sea_query::{CaseStatement, Expr, ExprTrait, Query},
     ActiveValue::Set,
-    Condition, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    Condition, DatabaseTransaction, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -50,9 +50,9 @@ impl KeyRateLimit {
 
 /// Stores a new key of `user_id`.
 ///
-/// Concurrent creates for one user take turns: each first writes the user's row
-/// (a row lock on PostgreSQL, the write lock on SQLite) and only then counts the
-/// active keys, so no two of them can both see room for the last key.
+/// Concurrent creates for one user take turns (see [`lock_user`]) and only then
+/// count the active keys, so no two of them can both see room for the last key.
+/// A key in its rotation grace period does not count: its successor does.
 ///
 /// # Errors
 /// `Conflict` when the name is taken by an active key or the user holds
@@ -64,17 +64,11 @@ pub async fn create(
     max_active: u64,
 ) -> Result<Model, ModelError> {
     let txn = db.begin().await?;
-    users::Entity::update_many()
-        .col_expr(
-            users::Column::UpdatedAt,
-            Expr::col(users::Column::UpdatedAt),
-        )
-        .filter(users::Column::Id.eq(user_id))
-        .exec(&txn)
-        .await?;
+    lock_user(&txn, user_id).await?;
     let active = Entity::find()
         .filter(api_keys::Column::UserId.eq(user_id))
         .filter(api_keys::Column::RevokedAt.is_null())
+        .filter(api_keys::Column::RotatedTo.is_null())
         .count(&txn)
         .await?;
     if active >= max_active {
@@ -97,12 +91,144 @@ pub async fn create(
         rate_limit_per_seconds: Set(new.rate_limit.map(|limit| to_column(limit.per_seconds))),
         created_at: Set(now),
         updated_at: Set(now),
+        rotated_to: Set(None),
+        rotated_from: Set(None),
     }
     .insert(&txn)
     .await
     .map_err(|err| on_unique_violation(err, "An active API key with this name already exists"))?;
     txn.commit().await?;
     Ok(model)
+}
+
+/// Makes the changes of one user's keys take turns: writing the user's row takes
+/// a row lock on PostgreSQL and the write lock on SQLite, held until the
+/// transaction ends.
+async fn lock_user(txn: &DatabaseTransaction, user_id: Uuid) -> Result<(), DbErr> {
+    users::Entity::update_many()
+        .col_expr(
+            users::Column::UpdatedAt,
+            Expr::col(users::Column::UpdatedAt),
+        )
+        .filter(users::Column::Id.eq(user_id))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Where a key is in its life, as `GET /keys` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    /// Replaced by a rotation, still working until its grace period ends.
+    Rotating,
+    /// Past its expiry, the end of a rotation's grace period included.
+    Expired,
+    Revoked,
+}
+
+impl KeyStatus {
+    pub fn of(key: &Model, now: DateTime<Utc>) -> Self {
+        if key.revoked_at.is_some() {
+            Self::Revoked
+        } else if key.expires_at.is_some_and(|at| at <= now) {
+            Self::Expired
+        } else if key.rotated_to.is_some() {
+            Self::Rotating
+        } else {
+            Self::Active
+        }
+    }
+}
+
+/// The new half of a rotation: its hash and prefix. Name, rate limit and expiry
+/// are the old key's.
+pub struct Successor {
+    /// The SHA-256 of the new key, hex encoded.
+    pub key_hash: String,
+    pub prefix: String,
+}
+
+/// A rotated key, as it is now, and the key that replaces it.
+pub struct Rotation {
+    pub old: Model,
+    pub new: Model,
+}
+
+/// Replaces `owner`'s key `key_id` with a new key of the same name, rate limit
+/// and expiry. The old key points to the new one and keeps working until
+/// `min(now + grace, its expiry)`; with no grace it is revoked at once.
+///
+/// Runs in one transaction after [`lock_user`], so two rotations of one key
+/// cannot both succeed. The cap is not checked: the old key stops counting as
+/// the new one starts. The name passes to the new key because the unique index
+/// on names skips rotated keys.
+///
+/// # Errors
+/// `NotFound` for an unknown key or one of another user; `Conflict` for a key
+/// that is revoked, expired or rotated already.
+pub async fn rotate(
+    db: &DatabaseConnection,
+    owner: Uuid,
+    key_id: Uuid,
+    successor: Successor,
+    grace: TimeDelta,
+) -> Result<Rotation, ModelError> {
+    let txn = db.begin().await?;
+    lock_user(&txn, owner).await?;
+    let old = Entity::find_by_id(key_id)
+        .filter(api_keys::Column::UserId.eq(owner))
+        .one(&txn)
+        .await?
+        .ok_or(ModelError::NotFound("API key not found"))?;
+    let now = Utc::now();
+    let refusal = match KeyStatus::of(&old, now) {
+        KeyStatus::Active => None,
+        KeyStatus::Rotating => Some("API key has already been rotated"),
+        KeyStatus::Expired => Some("API key has expired"),
+        KeyStatus::Revoked => Some("API key is revoked"),
+    };
+    if let Some(message) = refusal {
+        return Err(ModelError::Conflict(message.into()));
+    }
+
+    let new_id = Uuid::new_v4();
+    let stamp = now.fixed_offset();
+    let new = ActiveModel {
+        id: Set(new_id),
+        user_id: Set(owner),
+        key_hash: Set(successor.key_hash),
+        prefix: Set(successor.prefix),
+        name: Set(old.name.clone()),
+        is_active: Set(true),
+        expires_at: Set(old.expires_at),
+        last_used_at: Set(None),
+        revoked_at: Set(None),
+        rate_limit_requests: Set(old.rate_limit_requests),
+        rate_limit_per_seconds: Set(old.rate_limit_per_seconds),
+        created_at: Set(stamp),
+        updated_at: Set(stamp),
+        rotated_to: Set(None),
+        rotated_from: Set(Some(old.id)),
+    };
+    let mut retiring: ActiveModel = old.clone().into();
+    retiring.rotated_to = Set(Some(new_id));
+    retiring.updated_at = Set(stamp);
+    if grace <= TimeDelta::zero() {
+        retiring.is_active = Set(false);
+        retiring.revoked_at = Set(Some(stamp));
+    } else {
+        let grace_ends = (now + grace).fixed_offset();
+        retiring.expires_at = Set(Some(
+            old.expires_at
+                .map_or(grace_ends, |at| Ord::min(at, grace_ends)),
+        ));
+    }
+    // The old key leaves the name's unique index before the new one takes it.
+    let old = retiring.update(&txn).await?;
+    let new = new.insert(&txn).await?;
+    txn.commit().await?;
+    Ok(Rotation { old, new })
 }
 
 fn to_column(value: u32) -> i32 {

@@ -3,6 +3,7 @@
 
 pub mod _entities;
 pub mod api_keys;
+pub mod key_usage;
 pub mod sessions;
 pub mod users;
 

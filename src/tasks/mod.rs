@@ -1,4 +1,5 @@
 //! Admin commands: `cargo loco task <name> key:value…`.
 
 pub mod keys;
+pub mod usage;
 pub mod users;

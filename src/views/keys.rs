@@ -1,5 +1,6 @@
-//! Bodies of the `/keys` routes. Only `CreatedKeyResponse` ever holds a key.
-//! `RateLimitBody` is both read (at creation) and shown (in both responses).
+//! Bodies of the `/keys` routes. Only `CreatedKeyResponse` (and the rotation's
+//! response, which holds one) ever shows a key. `RateLimitBody` is both read (at
+//! creation) and shown.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,7 +9,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::api_key::ApiKey,
-    models::api_keys::{self, KeyRateLimit},
+    models::api_keys::{self, KeyRateLimit, KeyStatus},
 };
 
 /// The one response that shows the key: store it now, it cannot be shown again.
@@ -38,6 +39,40 @@ pub struct KeyView {
     /// The key's own limit; `null` when it has none (a configured default may apply).
     pub rate_limit: Option<RateLimitBody>,
     pub created_at: DateTime<Utc>,
+    pub status: KeyStatusBody,
+    /// The key that replaced this one by a rotation, or `null`.
+    pub rotated_to: Option<Uuid>,
+}
+
+/// `active`; `rotating`: replaced, working until its grace period ends;
+/// `expired` (a rotation's grace period included); `revoked`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatusBody {
+    Active,
+    Rotating,
+    Expired,
+    Revoked,
+}
+
+impl From<KeyStatus> for KeyStatusBody {
+    fn from(status: KeyStatus) -> Self {
+        match status {
+            KeyStatus::Active => Self::Active,
+            KeyStatus::Rotating => Self::Rotating,
+            KeyStatus::Expired => Self::Expired,
+            KeyStatus::Revoked => Self::Revoked,
+        }
+    }
+}
+
+/// The new key of a rotation, shown this once, and the key it replaces.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotatedKeyResponse {
+    #[serde(flatten)]
+    pub key: CreatedKeyResponse,
+    pub rotated_from: Uuid,
 }
 
 impl CreatedKeyResponse {
@@ -53,10 +88,13 @@ impl CreatedKeyResponse {
     }
 }
 
-impl From<api_keys::Model> for KeyView {
-    fn from(model: api_keys::Model) -> Self {
+impl KeyView {
+    /// The key as it stands at `now` (which decides `expired`).
+    pub fn new(model: api_keys::Model, now: DateTime<Utc>) -> Self {
         Self {
             rate_limit: KeyRateLimit::of(&model).map(RateLimitBody::from),
+            status: KeyStatus::of(&model, now).into(),
+            rotated_to: model.rotated_to,
             id: model.id,
             name: model.name,
             prefix: model.prefix,

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod keys;
 pub mod protected;
+pub mod usage;
 
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -5,3 +5,4 @@ mod limits;
 mod outage;
 mod protected;
 mod support;
+mod usage;

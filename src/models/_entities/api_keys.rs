@@ -21,10 +21,14 @@ pub struct Model {
     pub rate_limit_per_seconds: Option<i32>,
     pub created_at: DateTimeWithTimeZone,
     pub updated_at: DateTimeWithTimeZone,
+    pub rotated_to: Option<Uuid>,
+    pub rotated_from: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
+    #[sea_orm(has_many = "super::key_usage::Entity")]
+    KeyUsage,
     #[sea_orm(
         belongs_to = "super::users::Entity",
         from = "Column::UserId",
@@ -33,6 +37,12 @@ pub enum Relation {
         on_delete = "Cascade"
     )]
     Users,
+}
+
+impl Related<super::key_usage::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::KeyUsage.def()
+    }
 }
 
 impl Related<super::users::Entity> for Entity {

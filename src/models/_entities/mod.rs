@@ -3,5 +3,6 @@
 pub mod prelude;
 
 pub mod api_keys;
+pub mod key_usage;
 pub mod sessions;
 pub mod users;
