@@ -27,9 +27,9 @@ pub struct ApiJson<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct ApiPath<T>(pub T);
 
-/// A JSON body that may be left out: no body at all reads as `T::default()`;
-/// a body is read exactly as [`ApiJson`] reads it (content type, unknown
-/// fields, size).
+/// A JSON body that may be left out: no body at all, or `null`, reads as
+/// `T::default()`; any other body is read exactly as [`ApiJson`] reads it
+/// (content type, unknown fields, size).
 pub struct OptionalApiJson<T>(pub T);
 
 impl<T, S> FromRequest<S> for OptionalApiJson<T>
@@ -50,9 +50,12 @@ where
         if bytes.is_empty() {
             return Ok(Self(T::default()));
         }
-        let ApiJson(value) =
-            ApiJson::from_request(Request::from_parts(parts, Body::from(bytes)), state).await?;
-        Ok(Self(value))
+        let ApiJson(value) = ApiJson::<Option<T>>::from_request(
+            Request::from_parts(parts, Body::from(bytes)),
+            state,
+        )
+        .await?;
+        Ok(Self(value.unwrap_or_default()))
     }
 }
 

@@ -579,7 +579,7 @@ async fn a_key_in_its_grace_period_does_not_count_against_the_cap() {
                 create_key(&server, &user.access, json!({ "name": format!("key {n}") })).await,
             );
         }
-        let rotated = rotate_key(&server, &user.access, &keys[0].id, Some(json!({}))).await;
+        let rotated = rotate_key(&server, &user.access, &keys[0].id, Some(Value::Null)).await;
         assert_eq!(
             rotated.status_code(),
             StatusCode::CREATED,
@@ -599,8 +599,10 @@ async fn concurrent_rotations_of_one_key_make_one_successor() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
         let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
-        let responses =
-            all_at_once((0..6).map(|_| rotate_key(&server, &user.access, &key.id, None))).await;
+        let responses = all_at_once(
+            (0..6).map(|_| rotate_key(&server, &user.access, &key.id, Some(json!({})))),
+        )
+        .await;
         let created = responses
             .iter()
             .filter(|response| response.status_code() == StatusCode::CREATED)
