@@ -29,7 +29,7 @@ use crate::{
     ops::{self, database::DatabaseHealth},
     settings::{Resolved, Settings},
     tasks,
-    workers::last_used::{self, LastUsedWorker},
+    workers::usage::{self, UsageWorker},
 };
 
 pub struct App;
@@ -163,6 +163,7 @@ impl Hooks for App {
             .add_route(needs_database(controllers::keys::routes()))
             .add_route(needs_database(controllers::usage::routes()))
             .add_route(controllers::protected::routes())
+            .add_route(controllers::verify::routes())
             .add_route(controllers::health::routes())
             .add_route(controllers::docs::routes())
     }
@@ -173,20 +174,23 @@ impl Hooks for App {
     /// before in-flight requests finish.)
     async fn serve(app: AxumRouter, ctx: &AppContext, params: &ServeParams) -> Result<()> {
         let state = AuthState::of(ctx).map_err(|err| Error::Message(err.to_string()))?;
-        last_used::spawn_ticker(ctx, state.clone());
+        usage::spawn_ticker(ctx, state.clone());
         revocations::spawn_listener(ctx, state.clone());
 
         let listener =
             tokio::net::TcpListener::bind(format!("{}:{}", params.binding, params.port)).await?;
         ops::server::serve(app, listener, &state.settings.http, shutdown_signal()).await?;
 
-        let flushed = last_used::flush_now(ctx, &state).await?;
-        tracing::info!(keys = flushed, "last-used times flushed at shutdown");
+        let flushed = usage::flush_now(ctx, &state).await?;
+        tracing::info!(
+            keys = flushed,
+            "last-used times and usage flushed at shutdown"
+        );
         Ok(())
     }
 
     async fn connect_workers(ctx: &AppContext, queue: &Queue) -> Result<()> {
-        queue.register(LastUsedWorker::build(ctx)).await?;
+        queue.register(UsageWorker::build(ctx)).await?;
         Ok(())
     }
 

@@ -5,7 +5,8 @@ A credential is created and used on instance A, used on B (warming B's cache),
 then revoked on A, or the user deactivated by the admin task; B must refuse it
 within one second. The cache TTL is set to a minute, so only the NOTIFY/LISTEN
 eviction can make these pass. A key's rate limit is shared through Redis: uses
-on A and on B count against one limit.
+on A and on B count against one limit. Uses counted on each instance add up
+exactly in the stored usage.
 
 Redis outlives a run, and so do its per-IP counters (signups are limited per IP
 per hour). Each run therefore poses as its own client IP, sent in X-Forwarded-For
@@ -37,6 +38,7 @@ ENV = dict(
     LOCO_ENV="development",
     LOG_LEVEL="warn",
     AUTH_CACHE_TTL="60s",
+    LAST_USED_FLUSH_INTERVAL="1s",
     REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
     TRUSTED_PROXIES="127.0.0.1",
 )
@@ -142,6 +144,27 @@ def a_keys_rate_limit_is_shared_by_both_instances():
     assert call(PORT_B, "GET", "/protected/service-only", key=key)[0] == 429
 
 
+def uses_on_both_instances_add_up_exactly():
+    _, token, created = new_user()
+    key = created["key"]
+    uses = {PORT_A: 37, PORT_B: 23}
+    for port, count in uses.items():
+        for _ in range(count):
+            assert call(port, "GET", "/protected/service-only", key=key)[0] == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status, report = call(PORT_A, "GET", f"/keys/{created['id']}/usage", token=token)
+        assert status == 200, (status, report)
+        if report["totals"]["valid"] >= sum(uses.values()):
+            break
+        time.sleep(0.2)
+    time.sleep(1.5)  # one more flush of each instance: nothing may be counted twice
+    status, report = call(PORT_B, "GET", f"/keys/{created['id']}/usage", token=token)
+    assert status == 200, (status, report)
+    assert report["totals"]["valid"] == sum(uses.values()), report["totals"]
+    assert report["totals"]["total"] == sum(uses.values()), report["totals"]
+
+
 def main():
     instances = [start(PORT_A)]
     instances.append(start(PORT_B))
@@ -152,6 +175,7 @@ def main():
             logout_on_a_is_refused_on_b,
             deactivation_by_task_is_refused_on_b,
             a_keys_rate_limit_is_shared_by_both_instances,
+            uses_on_both_instances_add_up_exactly,
         ):
             try:
                 test()

@@ -29,6 +29,7 @@ use crate::models::{api_keys::KeyRow, sessions::SessionRow};
 pub struct KeyRecord {
     pub key_id: Uuid,
     pub user_id: Uuid,
+    pub name: String,
     pub email: String,
     pub revoked: bool,
     pub owner_active: bool,
@@ -51,6 +52,7 @@ impl From<KeyRow> for KeyRecord {
         Self {
             key_id: row.id,
             user_id: row.user_id,
+            name: row.name,
             email: row.email,
             revoked: !row.key_active,
             owner_active: row.user_active,
@@ -324,6 +326,7 @@ mod tests {
         KeyRecord {
             key_id: Uuid::new_v4(),
             user_id: Uuid::new_v4(),
+            name: "svc".into(),
             email: "a@b.io".into(),
             revoked: false,
             owner_active: true,

@@ -21,7 +21,7 @@ use ipnet::{IpNet, Ipv6Net};
 use super::{
     api_key::{ApiKey, KeyHash},
     cache::{KeyRecord, Lookup, SessionRecord, TokenDigest},
-    outcome::{verify_key, Outcome},
+    outcome::{verify_key, KeyVerdict, Outcome},
     rate_limit::UsageSlot,
     throttle::too_many,
     tokens::AccessClaims,
@@ -129,10 +129,7 @@ async fn service_principal(
         .and_then(|value| value.to_str().ok())
         .and_then(|text| ApiKey::parse(text).ok())
         .ok_or(ApiError::invalid_api_key())?;
-    let now = Utc::now();
-    let client = request_client_ip(parts, state);
-    let record = key_record(ctx, state, &key, client).await?;
-    let verdict = verify_key(state, record, now).await;
+    let verdict = present_key(ctx, state, &key, request_client_ip(parts, state)).await?;
     if let (Some(usage), Some(slot)) = (verdict.rate_limit, parts.extensions.get::<UsageSlot>()) {
         slot.fill(usage);
     }
@@ -200,6 +197,23 @@ async fn load_session(
             .remember_session(generation, session_id, record.clone());
     }
     Ok(record)
+}
+
+/// Presents a well-formed key from `client`: finds it (cache, else one query),
+/// decides its outcome and records it. What the key guard and `POST
+/// /keys/verify` share.
+///
+/// # Errors
+/// 429 past the client's unknown-key limit; 503 when the key must be looked up
+/// and the database cannot be reached.
+pub async fn present_key(
+    ctx: &AppContext,
+    state: &AuthState,
+    key: &ApiKey,
+    client: Option<IpAddr>,
+) -> Result<KeyVerdict, ApiError> {
+    let record = key_record(ctx, state, key, client).await?;
+    Ok(verify_key(state, record, Utc::now()).await)
 }
 
 /// The stored key behind a well-formed key: from the cache (including "no such
@@ -305,6 +319,18 @@ impl UnknownKeys {
             return Err(too_many(&usage));
         }
         Ok(())
+    }
+}
+
+/// The client's address (see [`client_ip`]), when the request came over a socket.
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<AppContext> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &AppContext) -> Result<Self, ApiError> {
+        let state = AuthState::of(ctx)?;
+        Ok(Self(request_client_ip(parts, &state)))
     }
 }
 

@@ -6,6 +6,7 @@ pub mod health;
 pub mod keys;
 pub mod protected;
 pub mod usage;
+pub mod verify;
 
 use axum::{
     body::{Body, Bytes},

@@ -281,6 +281,7 @@ pub async fn revoke(
 pub struct KeyRow {
     pub id: Uuid,
     pub user_id: Uuid,
+    pub name: String,
     pub email: String,
     pub key_active: bool,
     pub user_active: bool,
@@ -296,6 +297,7 @@ pub async fn load_record(db: &DatabaseConnection, key_hash: &str) -> Result<Opti
     type Row = (
         Uuid,
         Uuid,
+        String,
         bool,
         Option<DateTimeWithTimeZone>,
         Option<i32>,
@@ -307,6 +309,7 @@ pub async fn load_record(db: &DatabaseConnection, key_hash: &str) -> Result<Opti
         .select_only()
         .column(api_keys::Column::Id)
         .column(api_keys::Column::UserId)
+        .column(api_keys::Column::Name)
         .column(api_keys::Column::IsActive)
         .column(api_keys::Column::ExpiresAt)
         .column(api_keys::Column::RateLimitRequests)
@@ -319,14 +322,17 @@ pub async fn load_record(db: &DatabaseConnection, key_hash: &str) -> Result<Opti
         .one(db)
         .await?;
     Ok(row.map(
-        |(id, user_id, key_active, expires_at, requests, per_seconds, email, user_active)| KeyRow {
-            id,
-            user_id,
-            email,
-            key_active,
-            user_active,
-            expires_at: expires_at.map(|at| at.with_timezone(&Utc)),
-            rate_limit: KeyRateLimit::from_columns(requests, per_seconds),
+        |(id, user_id, name, key_active, expires_at, requests, per_seconds, email, user_active)| {
+            KeyRow {
+                id,
+                user_id,
+                name,
+                email,
+                key_active,
+                user_active,
+                expires_at: expires_at.map(|at| at.with_timezone(&Utc)),
+                rate_limit: KeyRateLimit::from_columns(requests, per_seconds),
+            }
         },
     ))
 }

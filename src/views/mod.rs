@@ -4,6 +4,7 @@ pub mod auth;
 pub mod keys;
 pub mod protected;
 pub mod usage;
+pub mod verify;
 
 use serde::Serialize;
 use utoipa::ToSchema;

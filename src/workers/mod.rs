@@ -1,1 +1,1 @@
-pub mod last_used;
+pub mod usage;

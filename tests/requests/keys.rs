@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use authgate::{models::_entities::api_keys, workers::last_used};
+use authgate::{models::_entities::api_keys, workers::usage};
 use axum::http::StatusCode;
 use axum_test::{TestResponse, TestServer};
 use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
@@ -237,7 +237,7 @@ async fn last_used_appears_after_a_flush() {
             "written on the request path"
         );
 
-        let flushed = last_used::flush(&ctx, &state(&ctx)).await.unwrap();
+        let flushed = usage::flush(&ctx, &state(&ctx)).await.unwrap();
         assert_eq!(flushed, 1);
         let after = list_keys(&server, &user.access).await;
         assert!(after[0]["lastUsedAt"].is_string(), "{after}");

@@ -3,6 +3,8 @@ mod docs;
 mod keys;
 mod limits;
 mod outage;
+mod outcomes;
 mod protected;
 mod support;
 mod usage;
+mod verify;
