@@ -26,7 +26,7 @@ use crate::{
     auth::{extract::API_KEY_HEADER, rate_limit::rate_limit_headers, revocations, AuthState},
     controllers,
     models::_entities::{api_keys, sessions, users},
-    ops::{self, database::DatabaseHealth},
+    ops::{self, access_log::AccessLog, database::DatabaseHealth},
     settings::{Resolved, Settings},
     tasks,
     workers::usage::{self, UsageWorker},
@@ -85,11 +85,15 @@ impl Hooks for App {
         create_app::<Self, Migrator>(mode, environment, config).await
     }
 
-    /// Refuses a bad configuration (in production: weak secrets) before anything
-    /// is opened or created, the database included.
+    /// Refuses a bad configuration (in production: weak secrets; anywhere: TLS
+    /// files that cannot serve) before anything is opened or created, the
+    /// database included.
     async fn load_config(environment: &Environment) -> Result<Config> {
         let config = environment.load()?;
-        resolve_settings(&config, environment)?;
+        let settings = resolve_settings(&config, environment)?;
+        if let Some(files) = &settings.tls {
+            ops::tls::acceptor(files).map_err(Error::Message)?;
+        }
         Ok(config)
     }
 
@@ -110,6 +114,12 @@ impl Hooks for App {
             DatabaseHealth::new(ctx.db.clone(), &ctx.config.database.uri),
         )
         .map_err(Error::Message)?;
+        if AccessLog::wanted(&ctx.config.logger) {
+            // Buffered: the log's thread writes lines in batches when busy.
+            state
+                .access_log
+                .write_to(std::io::BufWriter::new(std::io::stdout()));
+        }
         ctx.shared_store.insert(Arc::new(state));
         // Instances starting together on one PostgreSQL database migrate it one
         // at a time.
@@ -129,7 +139,8 @@ impl Hooks for App {
     /// URIs are refused first; rate-limited keys get their `RateLimit-*` headers;
     /// a response that found the database unreachable makes the next requests
     /// fail fast; a request has `REQUEST_TIMEOUT` to be answered; CORS only for
-    /// configured origins.
+    /// configured origins. Outermost, every request gets its id and is counted
+    /// and logged, whatever answered it (a 408 and a preflight included).
     async fn after_routes(router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> {
         let state = AuthState::of(ctx).map_err(|err| Error::Message(err.to_string()))?;
         let router = router
@@ -141,10 +152,14 @@ impl Hooks for App {
             ))
             .layer(axum::middleware::from_fn(controllers::bounded_request));
         let router = ops::server::with_request_timeout(router, state.settings.http.request_timeout);
-        Ok(match cors_layer(&state.settings.cors_origins)? {
+        let router = match cors_layer(&state.settings.cors_origins)? {
             Some(cors) => router.layer(cors),
             None => router,
-        })
+        };
+        Ok(router.layer(axum::middleware::from_fn_with_state(
+            state,
+            ops::access_log::observe,
+        )))
     }
 
     /// The account and key routes cannot answer without the database: while it
@@ -165,6 +180,7 @@ impl Hooks for App {
             .add_route(controllers::protected::routes())
             .add_route(controllers::verify::routes())
             .add_route(controllers::health::routes())
+            .add_route(controllers::metrics::routes())
             .add_route(controllers::docs::routes())
     }
 
@@ -177,9 +193,20 @@ impl Hooks for App {
         usage::spawn_ticker(ctx, state.clone());
         revocations::spawn_listener(ctx, state.clone());
 
+        let tls = state
+            .settings
+            .tls
+            .as_ref()
+            .map(ops::tls::acceptor)
+            .transpose()
+            .map_err(Error::Message)?;
         let listener =
             tokio::net::TcpListener::bind(format!("{}:{}", params.binding, params.port)).await?;
-        ops::server::serve(app, listener, &state.settings.http, shutdown_signal()).await?;
+        if tls.is_some() {
+            tracing::info!(port = params.port, "serving HTTPS (h2, http/1.1)");
+        }
+        ops::server::serve(app, listener, &state.settings.http, tls, shutdown_signal()).await?;
+        state.access_log.flush();
 
         let flushed = usage::flush_now(ctx, &state).await?;
         tracing::info!(

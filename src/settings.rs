@@ -38,6 +38,20 @@ pub struct Settings {
     /// Comma-separated origins allowed by CORS; empty: no CORS headers at all.
     #[serde(default)]
     pub cors_origins: String,
+    /// The Bearer token `GET /metrics` asks for; empty: none (then production
+    /// hides the route and development and test leave it open).
+    #[serde(default)]
+    pub metrics_token: String,
+    #[serde(default)]
+    pub tls: TlsSettings,
+}
+
+/// PEM files for HTTPS on `PORT`; both empty: plain HTTP.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 /// `max` events `per` duration (`45s`, `15m`, `1h`, `7d`, or seconds).
@@ -212,6 +226,24 @@ pub struct Http {
     pub shutdown_timeout: Duration,
 }
 
+/// Who may read `GET /metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// Development and test without a token.
+    Open,
+    /// Only a request with `Authorization: Bearer <token>`.
+    Token(String),
+    /// Production without a token: the route answers 404.
+    Hidden,
+}
+
+/// Where HTTPS's certificate chain and private key are (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
 /// Settings with durations parsed and secrets checked: what the app runs on.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -231,6 +263,9 @@ pub struct Resolved {
     pub trusted_proxies: Vec<IpNet>,
     pub http: Http,
     pub cors_origins: Vec<String>,
+    pub metrics: MetricsAccess,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Settings {
@@ -298,8 +333,24 @@ impl Settings {
             max_connections: self.http.max_connections.max(1),
             shutdown_timeout: duration("SHUTDOWN_TIMEOUT", &self.http.shutdown_timeout)?,
         };
+        let metrics = match self.metrics_token.trim() {
+            "" if production => MetricsAccess::Hidden,
+            "" => MetricsAccess::Open,
+            token => MetricsAccess::Token(token.to_string()),
+        };
+        let tls = match (self.tls.cert_file.trim(), self.tls.key_file.trim()) {
+            ("", "") => None,
+            ("", _) => return Err("TLS_KEY_FILE is set but TLS_CERT_FILE is not".into()),
+            (_, "") => return Err("TLS_CERT_FILE is set but TLS_KEY_FILE is not".into()),
+            (cert_file, key_file) => Some(TlsFiles {
+                cert_file: cert_file.to_string(),
+                key_file: key_file.to_string(),
+            }),
+        };
         Ok(Resolved {
             limits,
+            metrics,
+            tls,
             redis_url: Some(self.redis_url.trim().to_string()).filter(|url| !url.is_empty()),
             trusted_proxies,
             http,
@@ -371,6 +422,8 @@ mod tests {
             trusted_proxies: "10.0.0.1, ::1, 192.168.0.0/16".into(),
             http: HttpSettings::default(),
             cors_origins: String::new(),
+            metrics_token: String::new(),
+            tls: TlsSettings::default(),
         }
     }
 
@@ -446,6 +499,42 @@ mod tests {
             err.starts_with("JWT_SECRET is the development default"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn metrics_are_hidden_in_production_without_a_token_and_open_in_development() {
+        let long = "x".repeat(40);
+        let other = "y".repeat(40);
+        let production = settings(&long, &other)
+            .resolve(&Environment::Production)
+            .unwrap();
+        assert_eq!(production.metrics, MetricsAccess::Hidden);
+        let development = settings("a", "b")
+            .resolve(&Environment::Development)
+            .unwrap();
+        assert_eq!(development.metrics, MetricsAccess::Open);
+        let mut with_token = settings(&long, &other);
+        with_token.metrics_token = " scrape-me ".into();
+        assert_eq!(
+            with_token
+                .resolve(&Environment::Production)
+                .unwrap()
+                .metrics,
+            MetricsAccess::Token("scrape-me".into())
+        );
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let mut half = settings("a", "b");
+        half.tls.cert_file = "cert.pem".into();
+        let err = half.resolve(&Environment::Test).unwrap_err();
+        assert!(err.contains("TLS_KEY_FILE"), "{err}");
+        assert!(settings("a", "b")
+            .resolve(&Environment::Test)
+            .unwrap()
+            .tls
+            .is_none());
     }
 
     #[test]

@@ -300,6 +300,16 @@ impl VerificationCache {
         self.invalidate_all();
     }
 
+    /// Entries in the key (known and unknown), session and access-token
+    /// caches; approximate, as moka counts them.
+    pub fn entry_counts(&self) -> [u64; 3] {
+        [
+            self.keys.entry_count() + self.unknown_keys.entry_count(),
+            self.sessions.entry_count(),
+            self.access_tokens.entry_count(),
+        ]
+    }
+
     fn invalidate_all(&self) {
         self.access_tokens.invalidate_all();
         self.keys.invalidate_all();

@@ -10,7 +10,7 @@ use std::{
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts},
-    http::{header, request::Parts},
+    http::{header, request::Parts, Extensions, HeaderMap},
 };
 use chrono::{DateTime, Utc};
 use loco_rs::app::AppContext;
@@ -24,12 +24,16 @@ use super::{
     outcome::{verify_key, KeyVerdict, Outcome},
     rate_limit::UsageSlot,
     throttle::too_many,
-    tokens::AccessClaims,
+    tokens::{AccessClaims, TokenRejection},
     AuthState,
 };
 use crate::{
     error::ApiError,
     models::{api_keys, sessions},
+    ops::{
+        access_log::{Principal, PrincipalSlot},
+        metrics::{CacheName, CacheResult, TokenOutcome},
+    },
 };
 
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -105,11 +109,19 @@ async fn user_principal(
 ) -> Result<UserPrincipal, ApiError> {
     let token = bearer_token(parts).ok_or(ApiError::unauthorized(INVALID_TOKEN))?;
     let now = Utc::now();
-    let claims = access_claims(state, token, now).ok_or(ApiError::unauthorized(INVALID_TOKEN))?;
-    let session = session_record(ctx, state, claims.sid)
+    let claims = access_claims(state, token, now).map_err(|rejection| {
+        state.metrics.token_verified(TokenOutcome::from(rejection));
+        ApiError::unauthorized(INVALID_TOKEN)
+    })?;
+    let Some(session) = session_record(ctx, state, claims.sid)
         .await?
         .filter(|session| session.user_id == claims.sub && session.accepts_at(now))
-        .ok_or(ApiError::unauthorized(INVALID_TOKEN))?;
+    else {
+        state.metrics.token_verified(TokenOutcome::Revoked);
+        return Err(ApiError::unauthorized(INVALID_TOKEN));
+    };
+    state.metrics.token_verified(TokenOutcome::Valid);
+    note_principal(parts, session.user_id, None);
     Ok(UserPrincipal {
         user_id: session.user_id,
         email: session.email.clone(),
@@ -122,25 +134,39 @@ async fn service_principal(
     ctx: &AppContext,
     state: &AuthState,
 ) -> Result<ServicePrincipal, ApiError> {
-    // Shape and checksum first: garbage costs no hashing and no lookup.
-    let key = parts
+    // Shape and checksum first: garbage costs no hashing and no lookup. It is
+    // answered as a key that does not exist, and counted as one.
+    let Some(key) = parts
         .headers
         .get(API_KEY_HEADER)
         .and_then(|value| value.to_str().ok())
         .and_then(|text| ApiKey::parse(text).ok())
-        .ok_or(ApiError::invalid_api_key())?;
+    else {
+        state.metrics.key_verified(Outcome::NotFound);
+        return Err(ApiError::invalid_api_key());
+    };
     let verdict = present_key(ctx, state, &key, request_client_ip(parts, state)).await?;
     if let (Some(usage), Some(slot)) = (verdict.rate_limit, parts.extensions.get::<UsageSlot>()) {
         slot.fill(usage);
     }
     match (verdict.outcome, verdict.record, verdict.rate_limit) {
-        (Outcome::Valid, Some(record), _) => Ok(ServicePrincipal {
-            user_id: record.user_id,
-            email: record.email.clone(),
-            key_id: record.key_id,
-        }),
+        (Outcome::Valid, Some(record), _) => {
+            note_principal(parts, record.user_id, Some(record.key_id));
+            Ok(ServicePrincipal {
+                user_id: record.user_id,
+                email: record.email.clone(),
+                key_id: record.key_id,
+            })
+        }
         (Outcome::RateLimited, _, Some(usage)) => Err(too_many(&usage)),
         _ => Err(ApiError::invalid_api_key()),
+    }
+}
+
+/// Tells the access log who is calling.
+fn note_principal(parts: &Parts, user_id: Uuid, key_id: Option<Uuid>) {
+    if let Some(slot) = parts.extensions.get::<PrincipalSlot>() {
+        slot.fill(Principal { user_id, key_id });
     }
 }
 
@@ -154,14 +180,28 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
 
 /// The claims of a valid, unexpired access token: remembered from an earlier
 /// verification of the same token, else verified now.
-fn access_claims(state: &AuthState, token: &str, now: DateTime<Utc>) -> Option<Arc<AccessClaims>> {
+fn access_claims(
+    state: &AuthState,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Arc<AccessClaims>, TokenRejection> {
     let digest = TokenDigest::of(token);
     if let Some(claims) = state.cache.access_token(&digest) {
-        return (now.timestamp() < claims.exp).then_some(claims);
+        state
+            .metrics
+            .cache_request(CacheName::Tokens, CacheResult::Hit);
+        return if now.timestamp() < claims.exp {
+            Ok(claims)
+        } else {
+            Err(TokenRejection::Expired)
+        };
     }
-    let claims = Arc::new(state.tokens.verify_access(token)?);
+    state
+        .metrics
+        .cache_request(CacheName::Tokens, CacheResult::Miss);
+    let claims = Arc::new(state.tokens.check_access(token)?);
     state.cache.remember_access_token(digest, claims.clone());
-    Some(claims)
+    Ok(claims)
 }
 
 /// The session behind an access token: from the cache, else one query. A
@@ -171,7 +211,11 @@ async fn session_record(
     state: &AuthState,
     session_id: Uuid,
 ) -> Result<Option<Arc<SessionRecord>>, ApiError> {
-    match state.cache.session(session_id) {
+    let lookup = state.cache.session(session_id);
+    state
+        .metrics
+        .cache_request(CacheName::Sessions, CacheResult::of(&lookup));
+    match lookup {
         Lookup::Known(record) => Ok(Some(record)),
         Lookup::Stale(record) => load_session(ctx, state, session_id)
             .await
@@ -228,7 +272,11 @@ async fn key_record(
 ) -> Result<Option<Arc<KeyRecord>>, ApiError> {
     let hash = key.hash();
     let unknown_keys = UnknownKeys::of(client);
-    match state.cache.key(&hash) {
+    let lookup = state.cache.key(&hash);
+    state
+        .metrics
+        .cache_request(CacheName::Keys, CacheResult::of(&lookup));
+    match lookup {
         Lookup::Known(record) => Ok(Some(record)),
         Lookup::Stale(record) => load_key(ctx, state, hash)
             .await
@@ -360,10 +408,23 @@ impl FromRequestParts<AppContext> for ClientOrigin {
 
 /// The client of a request served from a socket (always, but in some tests).
 fn request_client_ip(parts: &Parts, state: &AuthState) -> Option<IpAddr> {
-    parts
-        .extensions
+    client_ip_of(
+        &parts.headers,
+        &parts.extensions,
+        &state.settings.trusted_proxies,
+    )
+}
+
+/// The client of a request with these headers and extensions (see
+/// [`client_ip`]); `None` when it did not come over a socket.
+pub fn client_ip_of(
+    headers: &HeaderMap,
+    extensions: &Extensions,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| client_ip(info.0.ip(), parts, &state.settings.trusted_proxies))
+        .map(|info| client_ip(info.0.ip(), headers, trusted))
 }
 
 /// What per-IP limits count under: the address, or for IPv6 its /64 (one
@@ -382,13 +443,12 @@ pub fn rate_limit_subject(ip: IpAddr) -> String {
 /// The socket's peer, unless it is a trusted proxy: then the nearest address in
 /// `X-Forwarded-For` that is not one (the header's left part is the client's to
 /// forge, so it is read from the right).
-fn client_ip(peer: IpAddr, parts: &Parts, trusted: &[IpNet]) -> IpAddr {
+fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    parts
-        .headers
+    headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|value| value.to_str().ok())
@@ -428,9 +488,12 @@ mod tests {
         let proxy = ip("10.0.0.1");
         let stranger = ip("203.0.113.9");
         let parts = parts("198.51.100.1, 198.51.100.7");
-        assert_eq!(client_ip(stranger, &parts, &[net("10.0.0.1/32")]), stranger);
         assert_eq!(
-            client_ip(proxy, &parts, &[net("10.0.0.1/32")]),
+            client_ip(stranger, &parts.headers, &[net("10.0.0.1/32")]),
+            stranger
+        );
+        assert_eq!(
+            client_ip(proxy, &parts.headers, &[net("10.0.0.1/32")]),
             ip("198.51.100.7")
         );
     }
@@ -440,11 +503,15 @@ mod tests {
         let proxy = ip("10.0.0.1");
         let parts = parts("198.51.100.1, 10.0.0.2");
         assert_eq!(
-            client_ip(proxy, &parts, &[net("10.0.0.0/24")]),
+            client_ip(proxy, &parts.headers, &[net("10.0.0.0/24")]),
             ip("198.51.100.1")
         );
         assert_eq!(
-            client_ip(proxy, &self::parts("garbage"), &[net("10.0.0.0/24")]),
+            client_ip(
+                proxy,
+                &self::parts("garbage").headers,
+                &[net("10.0.0.0/24")]
+            ),
             proxy
         );
     }

@@ -34,6 +34,14 @@ impl LastUsed {
         }
     }
 
+    /// Keys with a time not yet drained.
+    pub fn pending(&self) -> usize {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
     /// Everything recorded since the last drain.
     pub fn drain(&self) -> HashMap<Uuid, DateTime<Utc>> {
         let mut pending = self

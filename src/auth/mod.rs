@@ -18,7 +18,10 @@ use std::sync::Arc;
 use loco_rs::app::AppContext;
 
 use crate::{
-    error::ApiError, ops::database::DatabaseHealth, settings::Resolved, usage::UsageCounters,
+    error::ApiError,
+    ops::{access_log::AccessLog, database::DatabaseHealth, metrics::Metrics},
+    settings::Resolved,
+    usage::UsageCounters,
 };
 use cache::VerificationCache;
 use last_used::LastUsed;
@@ -40,6 +43,8 @@ pub struct AuthState {
     /// Whether the database answers: credential loads fail fast while it does not.
     pub database: Arc<DatabaseHealth>,
     pub listener: ListenerStatus,
+    pub metrics: Metrics,
+    pub access_log: AccessLog,
 }
 
 impl AuthState {
@@ -65,6 +70,8 @@ impl AuthState {
             limiter: RateLimiter::new(settings.redis_url.as_deref())?,
             database,
             listener: ListenerStatus::default(),
+            metrics: Metrics::new(),
+            access_log: AccessLog::default(),
             settings,
         })
     }

@@ -36,13 +36,14 @@ pub struct KeyVerdict {
 
 /// Decides the outcome of presenting the key behind `record` (`None`: no such
 /// key) at `now`, spends one request of its rate limit if it is otherwise
-/// valid, and records the outcome against the key.
+/// valid, and records the outcome: in the metrics, and against the key.
 pub async fn verify_key(
     state: &AuthState,
     record: Option<Arc<KeyRecord>>,
     now: DateTime<Utc>,
 ) -> KeyVerdict {
     let Some(record) = record else {
+        state.metrics.key_verified(Outcome::NotFound);
         return KeyVerdict {
             outcome: Outcome::NotFound,
             record: None,
@@ -63,6 +64,7 @@ pub async fn verify_key(
             rate_limit = Some(usage);
         }
     }
+    state.metrics.key_verified(outcome);
     state.usage.record(record.key_id, now, outcome);
     if matches!(outcome, Outcome::Valid | Outcome::RateLimited) {
         state.last_used.record(record.key_id, now);

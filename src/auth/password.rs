@@ -76,6 +76,11 @@ impl PasswordHasher {
         })
     }
 
+    /// Password operations waiting for a bcrypt thread.
+    pub fn queue_depth(&self) -> usize {
+        self.jobs.len()
+    }
+
     /// # Errors
     /// `Busy` when the queue is full; `Internal` if bcrypt fails.
     pub async fn hash(&self, password: &Password) -> Result<String, ApiError> {

@@ -38,6 +38,15 @@ pub struct RefreshClaims {
     pub jti: Uuid,
 }
 
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRejection {
+    /// Well signed, but past its `exp`.
+    Expired,
+    /// Malformed, badly signed, of another algorithm, or of the other kind.
+    Invalid,
+}
+
 /// A freshly signed access + refresh pair.
 pub struct TokenPair {
     pub access_token: String,
@@ -69,10 +78,13 @@ impl Signer {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
     }
 
-    fn verify<C: DeserializeOwned>(&self, token: &str) -> Option<C> {
+    fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<C, TokenRejection> {
         jsonwebtoken::decode::<C>(token, &self.decoding, &self.validation)
-            .ok()
             .map(|data| data.claims)
+            .map_err(|err| match err.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenRejection::Expired,
+                _ => TokenRejection::Invalid,
+            })
     }
 }
 
@@ -130,15 +142,30 @@ impl TokenKeys {
 
     /// The claims of a valid, unexpired access token, or `None`.
     pub fn verify_access(&self, token: &str) -> Option<AccessClaims> {
+        self.check_access(token).ok()
+    }
+
+    /// The claims of a valid, unexpired access token, or why not.
+    ///
+    /// # Errors
+    /// `Expired` past `exp` (after the signature checked out), else `Invalid`.
+    pub fn check_access(&self, token: &str) -> Result<AccessClaims, TokenRejection> {
         self.access
             .verify::<AccessClaims>(token)
-            .filter(|claims| claims.typ == TokenType::Access)
+            .and_then(|claims| {
+                if claims.typ == TokenType::Access {
+                    Ok(claims)
+                } else {
+                    Err(TokenRejection::Invalid)
+                }
+            })
     }
 
     /// The claims of a valid, unexpired refresh token, or `None`.
     pub fn verify_refresh(&self, token: &str) -> Option<RefreshClaims> {
         self.refresh
             .verify::<RefreshClaims>(token)
+            .ok()
             .filter(|claims| claims.typ == TokenType::Refresh)
     }
 }
@@ -217,6 +244,14 @@ mod tests {
         };
         let token = keys.access.sign(&claims).unwrap();
         assert!(keys.verify_access(&token).is_none());
+        assert_eq!(
+            keys.check_access(&token).unwrap_err(),
+            TokenRejection::Expired
+        );
+        assert_eq!(
+            keys.check_access("not.a.token").unwrap_err(),
+            TokenRejection::Invalid
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use utoipa::{
 };
 use utoipa_swagger_ui::Config;
 
-use super::{auth, health, keys, protected, usage, verify, ApiPath};
+use super::{auth, health, keys, metrics, protected, usage, verify, ApiPath};
 use crate::error::ApiError;
 
 pub const DOCS_PATH: &str = "/api/docs";
@@ -29,7 +29,7 @@ const DOCUMENT_PATH: &str = "/api/docs/openapi.json";
         keys::create, keys::list, keys::revoke, keys::rotate,
         usage::key_usage, usage::user_usage,
         protected::user_only, protected::service_only, protected::flexible,
-        health::health, health::ready,
+        health::health, health::ready, metrics::metrics,
         verify::verify_key, verify::forward_auth,
     ),
     components(schemas(crate::error::ErrorBody)),

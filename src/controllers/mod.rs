@@ -4,6 +4,7 @@ pub mod auth;
 pub mod docs;
 pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod protected;
 pub mod usage;
 pub mod verify;

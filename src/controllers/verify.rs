@@ -17,6 +17,7 @@ use crate::{
     auth::{
         api_key::ApiKey,
         extract::{present_key, AnyAuth, ClientIp},
+        outcome::Outcome,
         AuthState,
     },
     error::{ApiResult, ErrorBody},
@@ -45,10 +46,11 @@ pub async fn verify_key(
     ClientIp(client): ClientIp,
     ApiJson(body): ApiJson<VerifyKeyRequest>,
 ) -> ApiResult<Json<KeyVerification>> {
+    let state = AuthState::of(&ctx)?;
     let Ok(key) = ApiKey::parse(&body.key) else {
+        state.metrics.key_verified(Outcome::NotFound);
         return Ok(Json(KeyVerification::not_found()));
     };
-    let state = AuthState::of(&ctx)?;
     let verdict = present_key(&ctx, &state, &key, client).await?;
     Ok(Json(verdict.into()))
 }

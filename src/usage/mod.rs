@@ -81,6 +81,18 @@ impl Counters {
         }
     }
 
+    fn holds_any(&self) -> bool {
+        [
+            &self.valid,
+            &self.rate_limited,
+            &self.expired,
+            &self.revoked,
+            &self.disabled,
+        ]
+        .iter()
+        .any(|counter| counter.load(Ordering::Acquire) > 0)
+    }
+
     fn put(&self, counts: Counts) {
         self.valid.fetch_add(counts.valid, Ordering::AcqRel);
         self.rate_limited
@@ -133,6 +145,14 @@ impl UsageCounters {
         let keep_from = hour_of(now) - HOUR_SECS;
         self.hours.retain(|(_, hour), _| *hour >= keep_from);
         drained
+    }
+
+    /// (key, hour) entries with counts not yet drained.
+    pub fn pending(&self) -> usize {
+        self.hours
+            .iter()
+            .filter(|entry| entry.value().holds_any())
+            .count()
     }
 
     /// Takes back counts that could not be written.

@@ -2,6 +2,7 @@ mod auth;
 mod docs;
 mod keys;
 mod limits;
+mod ops;
 mod outage;
 mod outcomes;
 mod protected;

@@ -1,0 +1,239 @@
+//! Every request, observed once, outermost: it gets an id (returned in
+//! `x-request-id` and carried by every log line written while it runs), is
+//! counted in the metrics, and, at `info`, leaves one JSON line in the access
+//! log: time, requestId, method, route (the matched template, never the path
+//! or query a client sent), status, durationMs, clientIp, and userId / keyId
+//! when a guard resolved a principal. Nothing else of the request is read, so
+//! no key, token, password, hash or email can reach the log.
+//!
+//! Lines are handed to a thread of their own (`tracing-appender`'s
+//! non-blocking writer) and written from there in batches: a request never
+//! waits on the log. Should that thread fall more than 128k lines behind,
+//! further lines are dropped rather than slow the requests down.
+
+use std::{
+    io::Write,
+    net::IpAddr,
+    sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError},
+    time::Instant,
+};
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::{HeaderMap, HeaderName, HeaderValue},
+    middleware::Next,
+    response::Response,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use loco_rs::{config::Logger, logger::LogLevel};
+use serde::Serialize;
+use tracing::Instrument;
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use uuid::Uuid;
+
+use super::metrics::{method_label, UNMATCHED_ROUTE};
+use crate::auth::{extract::client_ip_of, AuthState};
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+/// A request id sent by a client (or a proxy) is kept when it is this short
+/// and made of `[A-Za-z0-9._:-]`: no `@`, so an email cannot pass for one.
+const MAX_REQUEST_ID_CHARS: usize = 128;
+
+static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(UNMATCHED_ROUTE));
+
+/// Who a guard found behind the request's credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: Uuid,
+    /// Set when the credential was an API key.
+    pub key_id: Option<Uuid>,
+}
+
+/// Where the guards leave the principal they resolved, for the access log.
+/// Present only while the access log is on.
+#[derive(Clone, Default)]
+pub struct PrincipalSlot(Arc<OnceLock<Principal>>);
+
+impl PrincipalSlot {
+    pub fn fill(&self, principal: Principal) {
+        let _ = self.0.set(principal);
+    }
+}
+
+/// The access log's destination: none until [`AccessLog::write_to`].
+#[derive(Default)]
+pub struct AccessLog {
+    writer: OnceLock<NonBlocking>,
+    /// Dropping it writes what is still queued and ends the writer's thread.
+    guard: Mutex<Option<WorkerGuard>>,
+}
+
+impl AccessLog {
+    /// Whether the logger (`logger:` of the config, `LOG_LEVEL`) lets `info`
+    /// lines through: then requests are logged.
+    pub fn wanted(logger: &Logger) -> bool {
+        logger.enable
+            && matches!(
+                logger.level,
+                LogLevel::Info | LogLevel::Debug | LogLevel::Trace
+            )
+    }
+
+    /// Sends every line from now on to `out`, from a thread of its own. Only
+    /// the first destination counts: false if there was one already.
+    pub fn write_to(&self, out: impl Write + Send + 'static) -> bool {
+        if self.is_on() {
+            return false;
+        }
+        let (writer, guard) = NonBlockingBuilder::default()
+            .thread_name("access-log")
+            .finish(out);
+        if self.writer.set(writer).is_err() {
+            return false;
+        }
+        *self.guard.lock().unwrap_or_else(PoisonError::into_inner) = Some(guard);
+        true
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.writer.get().is_some()
+    }
+
+    /// Writes what is queued and stops logging (at shutdown).
+    pub fn flush(&self) {
+        let guard = self
+            .guard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(guard);
+    }
+
+    fn write(&self, line: &AccessLine<'_>) {
+        let Some(writer) = self.writer.get() else {
+            return;
+        };
+        let mut bytes = Vec::with_capacity(256);
+        if serde_json::to_writer(&mut bytes, line).is_ok() {
+            bytes.push(b'\n');
+            // The non-blocking writer only queues the line; it cannot fail here.
+            let _ = writer.clone().write_all(&bytes);
+        }
+    }
+}
+
+/// One line of the access log.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AccessLine<'a> {
+    time: String,
+    request_id: &'a str,
+    method: &'a str,
+    route: &'a str,
+    status: u16,
+    duration_ms: f64,
+    client_ip: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<Uuid>,
+}
+
+/// The request's id: the one it came with when that one is safe to log and
+/// echo, else a new UUID.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .filter(|value| {
+            let bytes = value.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= MAX_REQUEST_ID_CHARS
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            let mut buffer = Uuid::encode_buffer();
+            let id = Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+            HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("none"))
+        })
+}
+
+/// Middleware around everything else: request id, metrics, access log.
+pub async fn observe(
+    State(state): State<Arc<AuthState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let request_id = request_id(request.headers());
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| UNMATCHED.clone(), |path| Arc::from(path.as_str()));
+    let logged = state.access_log.is_on().then(|| {
+        let slot = PrincipalSlot::default();
+        request.extensions_mut().insert(slot.clone());
+        let client_ip = client_ip_of(
+            request.headers(),
+            request.extensions(),
+            &state.settings.trusted_proxies,
+        );
+        (Utc::now(), client_ip, slot)
+    });
+    // Errors logged while the request runs carry its id.
+    let id_text = request_id.to_str().unwrap_or_default();
+    let span = tracing::error_span!("request", request_id = id_text);
+    let mut response = next.run(request).instrument(span).await;
+
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .request(&method, &route, status, elapsed.as_secs_f64());
+    if let Some((arrived, client_ip, slot)) = logged {
+        let principal = slot.0.get();
+        state.access_log.write(&AccessLine {
+            time: timestamp(arrived),
+            request_id: request_id.to_str().unwrap_or_default(),
+            method: method_label(&method),
+            route: &route,
+            status,
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            client_ip,
+            user_id: principal.map(|principal| principal.user_id),
+            key_id: principal.and_then(|principal| principal.key_id),
+        });
+    }
+    response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+    response
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(id: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_str(id).unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_plain_request_id_is_kept_and_anything_else_replaced() {
+        assert_eq!(request_id(&headers("abc-123_x.y:z")), "abc-123_x.y:z");
+        for unsafe_id in ["ada@example.com", "a b", &"x".repeat(129)] {
+            let replaced = request_id(&headers(unsafe_id));
+            assert_ne!(replaced, unsafe_id);
+            assert!(Uuid::parse_str(replaced.to_str().unwrap()).is_ok());
+        }
+        let fresh = request_id(&HeaderMap::new());
+        assert!(Uuid::parse_str(fresh.to_str().unwrap()).is_ok());
+    }
+}
