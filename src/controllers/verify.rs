@@ -58,7 +58,8 @@ pub async fn verify_key(
 /// Forward auth: the flexible guard's rules (`x-api-key` decides when present,
 /// else the Bearer token). 200 with an empty body and the identity in
 /// `X-Authgate-*` headers, or the guards' 401/429. Identity headers the client
-/// sent are never read.
+/// sent are never read. Any method and any path under `/auth/verify/` gets the
+/// same answer (Envoy sends the client's own method and path).
 #[utoipa::path(get, path = "/auth/verify", tag = "verify",
     security(("bearerAuth" = []), ("apiKey" = [])),
     responses(
@@ -92,8 +93,26 @@ pub async fn forward_auth(auth: AnyAuth) -> (StatusCode, HeaderMap) {
     (StatusCode::OK, headers)
 }
 
+/// Methods and sub-paths that forward auth answers besides the documented
+/// `GET /auth/verify`: Envoy's `ext_authz` HTTP service keeps the client's
+/// method and appends the client's path to the configured prefix.
+pub const FORWARD_AUTH_ALIASES: &str = "/auth/verify/{*path}";
+
 pub fn routes() -> Routes {
+    use axum::routing::{get, MethodFilter};
+    let other_methods = MethodFilter::POST
+        .or(MethodFilter::PUT)
+        .or(MethodFilter::PATCH)
+        .or(MethodFilter::DELETE)
+        .or(MethodFilter::OPTIONS);
     Routes::new()
         .add("/keys/verify", axum::routing::post(verify_key))
-        .add("/auth/verify", axum::routing::get(forward_auth))
+        .add(
+            "/auth/verify",
+            get(forward_auth).on(other_methods, forward_auth),
+        )
+        .add(
+            FORWARD_AUTH_ALIASES,
+            get(forward_auth).on(other_methods, forward_auth),
+        )
 }

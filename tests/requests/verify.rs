@@ -137,6 +137,30 @@ async fn forward_auth_answers_with_identity_headers_and_an_empty_body() {
 
 #[tokio::test]
 #[parallel]
+async fn forward_auth_answers_the_clients_method_and_path_as_envoy_sends_them() {
+    with_app(|server, _ctx| async move {
+        let user = signup(&server, "ada@example.com").await;
+        let key = create_key(&server, &user.access, json!({ "name": "svc" })).await;
+        let post = server
+            .post("/auth/verify/orders/42")
+            .add_header("x-api-key", key.key.as_str())
+            .await;
+        assert_eq!(post.status_code(), StatusCode::OK, "{}", post.text());
+        assert_eq!(post.header("x-authgate-key-id"), key.id.as_str());
+        let delete = server
+            .delete("/auth/verify")
+            .authorization_bearer(&user.access)
+            .await;
+        assert_eq!(delete.status_code(), StatusCode::OK);
+        assert_eq!(delete.header("x-authgate-access-type"), "user");
+        let refused = server.patch("/auth/verify/anything").await;
+        assert_error(&refused, StatusCode::UNAUTHORIZED);
+    })
+    .await;
+}
+
+#[tokio::test]
+#[parallel]
 async fn forward_auth_never_trusts_identity_headers_from_the_client() {
     with_app(|server, _ctx| async move {
         let user = signup(&server, "ada@example.com").await;
