@@ -24,7 +24,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     auth::{extract::API_KEY_HEADER, rate_limit::rate_limit_headers, revocations, AuthState},
-    controllers,
+    console, controllers,
     models::_entities::{api_keys, sessions, users},
     ops::{self, access_log::AccessLog, database::DatabaseHealth},
     settings::{Resolved, Settings},
@@ -182,6 +182,7 @@ impl Hooks for App {
             .add_route(controllers::health::routes())
             .add_route(controllers::metrics::routes())
             .add_route(controllers::docs::routes())
+            .add_route(console::routes())
     }
 
     /// Serves until SIGINT/SIGTERM (in-flight requests get `SHUTDOWN_TIMEOUT`),

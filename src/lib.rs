@@ -1,5 +1,6 @@
 pub mod app;
 pub mod auth;
+pub mod console;
 pub mod controllers;
 pub mod error;
 pub mod models;

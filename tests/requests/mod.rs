@@ -1,4 +1,5 @@
 mod auth;
+mod console;
 mod docs;
 mod keys;
 mod limits;
