@@ -24,8 +24,8 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     auth::{extract::API_KEY_HEADER, rate_limit::rate_limit_headers, revocations, AuthState},
-    console, controllers,
-    models::_entities::{api_keys, sessions, users},
+    console, controllers, events,
+    models::_entities::{api_keys, events as event_rows, sessions, users},
     ops::{self, access_log::AccessLog, database::DatabaseHealth},
     settings::{Resolved, Settings},
     tasks,
@@ -177,6 +177,8 @@ impl Hooks for App {
             .add_route(needs_database(controllers::auth::routes()))
             .add_route(needs_database(controllers::keys::routes()))
             .add_route(needs_database(controllers::usage::routes()))
+            .add_route(needs_database(controllers::events::routes()))
+            .add_route(needs_database(controllers::webhooks::routes()))
             .add_route(controllers::protected::routes())
             .add_route(controllers::verify::routes())
             .add_route(controllers::health::routes())
@@ -193,6 +195,7 @@ impl Hooks for App {
         let state = AuthState::of(ctx).map_err(|err| Error::Message(err.to_string()))?;
         usage::spawn_ticker(ctx, state.clone());
         revocations::spawn_listener(ctx, state.clone());
+        events::delivery::spawn(&ctx.db, &state.settings.webhooks);
 
         let tls = state
             .settings
@@ -228,9 +231,11 @@ impl Hooks for App {
         tasks.register(tasks::keys::RevokeKey);
         tasks.register(tasks::keys::PruneKeys);
         tasks.register(tasks::usage::PruneUsage);
+        tasks.register(tasks::events::PruneEvents);
     }
 
     async fn truncate(ctx: &AppContext) -> Result<()> {
+        truncate_table(&ctx.db, event_rows::Entity).await?;
         truncate_table(&ctx.db, api_keys::Entity).await?;
         truncate_table(&ctx.db, sessions::Entity).await?;
         truncate_table(&ctx.db, users::Entity).await?;

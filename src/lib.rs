@@ -3,6 +3,7 @@ pub mod auth;
 pub mod console;
 pub mod controllers;
 pub mod error;
+pub mod events;
 pub mod models;
 pub mod ops;
 pub mod settings;

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use loco_rs::environment::Environment;
 use serde::Deserialize;
 
-use crate::auth::rate_limit::Limit;
+use crate::{auth::rate_limit::Limit, events::address::AddressPolicy};
 
 /// The secret development and test run with when none is given. Production refuses it.
 pub const DEVELOPMENT_SECRET: &str = "authgate-development-secret-do-not-use-in-production";
@@ -44,6 +44,41 @@ pub struct Settings {
     pub metrics_token: String,
     #[serde(default)]
     pub tls: TlsSettings,
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhook delivery (`WEBHOOK_*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// The waits before each retry, comma-separated; empty: no retries.
+    pub retry_schedule: String,
+    /// An endpoint whose every attempt has failed for this long is disabled.
+    pub disable_after: String,
+    /// Production only: allow endpoints on loopback, private and link-local
+    /// addresses (development and test always do).
+    pub allow_private: bool,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
+            disable_after: "5d".into(),
+            allow_private: false,
+        }
+    }
+}
+
+/// Webhook delivery, parsed.
+#[derive(Debug, Clone)]
+pub struct Webhooks {
+    /// The wait before retry n (after attempt n failed); past its end, no retry.
+    pub retry_schedule: Vec<Duration>,
+    pub disable_after: Duration,
+    /// What endpoint URLs and the addresses they resolve to may be.
+    pub addresses: AddressPolicy,
 }
 
 /// PEM files for HTTPS on `PORT`; both empty: plain HTTP.
@@ -266,6 +301,7 @@ pub struct Resolved {
     pub metrics: MetricsAccess,
     /// `None`: plain HTTP.
     pub tls: Option<TlsFiles>,
+    pub webhooks: Webhooks,
 }
 
 impl Settings {
@@ -347,7 +383,18 @@ impl Settings {
                 key_file: key_file.to_string(),
             }),
         };
+        let webhooks = Webhooks {
+            retry_schedule: comma_separated(&self.webhooks.retry_schedule)
+                .map(|step| duration("WEBHOOK_RETRY_SCHEDULE", step))
+                .collect::<Result<_, _>>()?,
+            disable_after: duration("WEBHOOK_DISABLE_AFTER", &self.webhooks.disable_after)?,
+            addresses: AddressPolicy {
+                https_only: production,
+                allow_private: !production || self.webhooks.allow_private,
+            },
+        };
         Ok(Resolved {
+            webhooks,
             limits,
             metrics,
             tls,
@@ -424,6 +471,7 @@ mod tests {
             cors_origins: String::new(),
             metrics_token: String::new(),
             tls: TlsSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 
@@ -535,6 +583,38 @@ mod tests {
             .unwrap()
             .tls
             .is_none());
+    }
+
+    #[test]
+    fn webhooks_are_https_to_public_addresses_in_production_only() {
+        let long = "x".repeat(40);
+        let other = "y".repeat(40);
+        let production = settings(&long, &other)
+            .resolve(&Environment::Production)
+            .unwrap()
+            .webhooks;
+        assert_eq!(production.retry_schedule.len(), 7);
+        assert_eq!(production.retry_schedule[1], Duration::from_secs(300));
+        assert_eq!(production.disable_after, Duration::from_secs(5 * 86_400));
+        assert!(production.addresses.https_only && !production.addresses.allow_private);
+        let test = settings("a", "b")
+            .resolve(&Environment::Test)
+            .unwrap()
+            .webhooks;
+        assert!(!test.addresses.https_only && test.addresses.allow_private);
+        let mut custom = settings(&long, &other);
+        custom.webhooks.retry_schedule = "1s, 2s,4s".into();
+        custom.webhooks.allow_private = true;
+        let custom = custom.resolve(&Environment::Production).unwrap().webhooks;
+        assert_eq!(
+            custom.retry_schedule,
+            [1, 2, 4].map(Duration::from_secs).to_vec()
+        );
+        assert!(custom.addresses.https_only && custom.addresses.allow_private);
+        let mut bad = settings("a", "b");
+        bad.webhooks.retry_schedule = "1s,soon".into();
+        let err = bad.resolve(&Environment::Test).unwrap_err();
+        assert!(err.starts_with("WEBHOOK_RETRY_SCHEDULE"), "{err}");
     }
 
     #[test]

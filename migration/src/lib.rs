@@ -8,6 +8,7 @@ mod m20261130_000002_sessions;
 mod m20261130_000003_api_keys;
 mod m20261201_000004_key_usage;
 mod m20261201_000005_key_rotation;
+mod m20261202_000006_events;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000003_api_keys::Migration),
             Box::new(m20261201_000004_key_usage::Migration),
             Box::new(m20261201_000005_key_rotation::Migration),
+            Box::new(m20261202_000006_events::Migration),
             // inject-above (do not remove this comment)
         ]
     }

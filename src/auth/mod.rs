@@ -19,6 +19,7 @@ use loco_rs::app::AppContext;
 
 use crate::{
     error::ApiError,
+    events::rate_limited::RateLimitedKeys,
     ops::{access_log::AccessLog, database::DatabaseHealth, metrics::Metrics},
     settings::Resolved,
     usage::UsageCounters,
@@ -39,6 +40,8 @@ pub struct AuthState {
     pub cache: VerificationCache,
     pub last_used: LastUsed,
     pub usage: UsageCounters,
+    /// `key.rate_limited` events noted on the request path, written by the flush.
+    pub rate_limited: RateLimitedKeys,
     pub limiter: RateLimiter,
     /// Whether the database answers: credential loads fail fast while it does not.
     pub database: Arc<DatabaseHealth>,
@@ -67,6 +70,7 @@ impl AuthState {
             ),
             last_used: LastUsed::default(),
             usage: UsageCounters::default(),
+            rate_limited: RateLimitedKeys::default(),
             limiter: RateLimiter::new(settings.redis_url.as_deref())?,
             database,
             listener: ListenerStatus::default(),

@@ -1,6 +1,7 @@
 //! What presenting an API key comes to: one outcome, decided here and only here,
-//! and recorded at once (usage counters, last-used time) for everything that
-//! reports on keys.
+//! and recorded at once (usage counters, last-used time, the first rate-limit
+//! refusal of a window as a `key.rate_limited` note) for everything that
+//! reports on keys. Recording is in memory: no I/O on the request path.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{cache::KeyRecord, rate_limit::Usage, AuthState};
+use crate::events::rate_limited::RateLimitedKey;
 
 /// The outcome of one presentation of a well-formed key (CONTRACT.md, "Key outcomes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
@@ -60,6 +62,17 @@ pub async fn verify_key(
                 .await;
             if usage.exceeded() {
                 outcome = Outcome::RateLimited;
+                // The first refusal of the window, on whichever instance
+                // counts it (the counter may be shared): one event per window.
+                if usage.used == limit.max.saturating_add(1) {
+                    state.rate_limited.record(RateLimitedKey {
+                        key_id: record.key_id,
+                        user_id: record.user_id,
+                        at: now,
+                        requests: limit.max,
+                        per_seconds: limit.window.as_secs(),
+                    });
+                }
             }
             rate_limit = Some(usage);
         }

@@ -1,8 +1,10 @@
 //! Sign-in sessions: starting one (login, signup), rotating its refresh token with
-//! reuse detection, and ending it (logout).
+//! reuse detection, and ending it (logout). Each start and end is recorded as an
+//! event in the transaction that makes it.
 
 use chrono::{Duration, Utc};
 use loco_rs::app::AppContext;
+use sea_orm::TransactionTrait;
 use uuid::Uuid;
 
 use super::{
@@ -13,7 +15,10 @@ use super::{
 };
 use crate::{
     error::ApiError,
-    models::{sessions, users},
+    models::{
+        events::{self, EventType, NewEvent},
+        sessions, users,
+    },
 };
 
 const INVALID_REFRESH: &str = "Invalid or expired refresh token";
@@ -35,8 +40,10 @@ pub async fn start(
         .tokens
         .issue_pair(user.id, &user.email, session_id, expires_at)
         .map_err(ApiError::internal)?;
+    let txn = ctx.db.begin().await?;
+    let data = events::session_data(session_id, &origin);
     sessions::create(
-        &ctx.db,
+        &txn,
         session_id,
         user.id,
         refresh_hash(&pair.refresh_token),
@@ -44,12 +51,19 @@ pub async fn start(
         origin,
     )
     .await?;
+    events::record(
+        &txn,
+        NewEvent::now(user.id, EventType::SessionCreated, data),
+    )
+    .await?;
+    txn.commit().await?;
     Ok(pair)
 }
 
 /// Trades a refresh token for a new pair. Only the session's current refresh token
 /// is accepted; a valid but older one means it was stolen or replayed, and the
-/// whole session is revoked.
+/// whole session is revoked (`session.reuse_detected`, with where the replay
+/// came from).
 ///
 /// # Errors
 /// `Unauthorized` for any token that does not buy a new pair.
@@ -57,6 +71,7 @@ pub async fn refresh(
     ctx: &AppContext,
     state: &AuthState,
     refresh_token: &str,
+    origin: &sessions::Origin,
 ) -> Result<TokenPair, ApiError> {
     let unauthorized = || ApiError::unauthorized(INVALID_REFRESH);
     let claims = state
@@ -70,7 +85,14 @@ pub async fn refresh(
     let presented_hash = refresh_hash(refresh_token);
     if session.refresh_hash != presented_hash {
         tracing::warn!(session_id = %session.id, "refresh token reuse detected; revoking the session");
-        end(ctx, state, session.id).await?;
+        end(
+            ctx,
+            state,
+            session.user_id,
+            session.id,
+            Ending::Reuse(origin),
+        )
+        .await?;
         return Err(unauthorized());
     }
     let user = users::find_by_id(&ctx.db, session.user_id)
@@ -91,18 +113,55 @@ pub async fn refresh(
     .await?;
     if !rotated {
         // Another request rotated this token first: the same token was used twice.
-        end(ctx, state, session.id).await?;
+        end(
+            ctx,
+            state,
+            session.user_id,
+            session.id,
+            Ending::Reuse(origin),
+        )
+        .await?;
         return Err(unauthorized());
     }
     Ok(pair)
 }
 
-/// Revokes a session here and on every instance.
+/// Why a session ends.
+pub enum Ending<'a> {
+    /// Its user logged out (`session.revoked`).
+    Logout,
+    /// An old refresh token of it was presented, from this origin
+    /// (`session.reuse_detected`).
+    Reuse(&'a sessions::Origin),
+}
+
+/// Revokes `user_id`'s session here and on every instance, recording why (once,
+/// however many requests end it at once).
 ///
 /// # Errors
 /// Database errors.
-pub async fn end(ctx: &AppContext, state: &AuthState, session_id: Uuid) -> Result<(), ApiError> {
-    sessions::revoke(&ctx.db, session_id).await?;
+pub async fn end(
+    ctx: &AppContext,
+    state: &AuthState,
+    user_id: Uuid,
+    session_id: Uuid,
+    ending: Ending<'_>,
+) -> Result<(), ApiError> {
+    let txn = ctx.db.begin().await?;
+    if sessions::revoke(&txn, session_id).await? {
+        let (kind, data) = match ending {
+            Ending::Logout => (
+                EventType::SessionRevoked,
+                serde_json::json!({ "sessionId": session_id }),
+            ),
+            Ending::Reuse(origin) => (
+                EventType::SessionReuseDetected,
+                events::session_data(session_id, origin),
+            ),
+        };
+        events::record(&txn, NewEvent::now(user_id, kind, data)).await?;
+    }
+    txn.commit().await?;
     revocations::publish(ctx, state, Revocation::Session(session_id)).await?;
     Ok(())
 }

@@ -15,7 +15,10 @@ use crate::{
         AuthState,
     },
     error::{ApiError, ApiResult, ErrorBody},
-    models::users::{self, check_new_password, parse_name, Email},
+    models::{
+        events::{self, EventType, NewEvent},
+        users::{self, check_new_password, parse_name, Email},
+    },
     views::{
         auth::{AuthResponse, MeResponse, TokenPairResponse},
         MessageResponse,
@@ -88,7 +91,8 @@ pub async fn signup(
 }
 
 /// Signs in with email and password. An unknown email and a wrong password get
-/// the same answer after the same work.
+/// the same answer after the same work; a refused login of a known account is
+/// recorded (`login.failed`), an unknown email records nothing.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, body = AuthResponse),
@@ -106,33 +110,54 @@ pub async fn login(
     let email = Email::parse(&body.email).map_err(|problem| ApiError::Validation(vec![problem]))?;
     let failures = LoginFailures::new(&email, origin.ip_or_unknown());
     failures.presume_failure(&state).await?;
-    let Some(user) = check_credentials(&ctx, &state, &email, Password::new(body.password)).await?
-    else {
-        return Err(ApiError::unauthorized(INVALID_CREDENTIALS));
+    let user = match check_credentials(&ctx, &state, &email, Password::new(body.password)).await? {
+        Credentials::Valid(user) => user,
+        Credentials::Refused(account) => {
+            if let Some(user_id) = account {
+                let data = serde_json::json!({ "ip": origin.ip, "userAgent": origin.user_agent });
+                let event = NewEvent::now(user_id, EventType::LoginFailed, data);
+                events::record_all(&ctx.db, vec![event]).await?;
+            }
+            return Err(ApiError::unauthorized(INVALID_CREDENTIALS));
+        }
     };
     failures.clear(&state).await;
     let pair = session::start(&ctx, &state, &user, origin).await?;
     Ok(Json(AuthResponse::new(user, pair)))
 }
 
-/// The active user with this email and password, or `None`, after the same work
-/// whether or not the email is known.
+/// What an email and password come to.
+enum Credentials {
+    /// An active user with this password.
+    Valid(users::Model),
+    /// Refused; the id of the account when the email is known.
+    Refused(Option<uuid::Uuid>),
+}
+
+/// Checks an email and password, after the same work whether or not the email
+/// is known.
 async fn check_credentials(
     ctx: &AppContext,
     state: &AuthState,
     email: &Email,
     password: Password,
-) -> ApiResult<Option<users::Model>> {
+) -> ApiResult<Credentials> {
+    let Some(user) = users::find_by_email(&ctx.db, email).await? else {
+        if password.expose().len() <= users::MAX_PASSWORD_BYTES {
+            state.passwords.verify_dummy(&password).await?;
+        }
+        return Ok(Credentials::Refused(None));
+    };
     if password.expose().len() > users::MAX_PASSWORD_BYTES {
         // No stored password can be this long: refuse without spending bcrypt on it.
-        return Ok(None);
+        return Ok(Credentials::Refused(Some(user.id)));
     }
-    let Some(user) = users::find_by_email(&ctx.db, email).await? else {
-        state.passwords.verify_dummy(&password).await?;
-        return Ok(None);
-    };
     let matches = state.passwords.verify(&password, &user.password).await?;
-    Ok(Some(user).filter(|user| matches && user.is_active))
+    if matches && user.is_active {
+        Ok(Credentials::Valid(user))
+    } else {
+        Ok(Credentials::Refused(Some(user.id)))
+    }
 }
 
 /// Trades the current refresh token for a new pair. Presenting an older refresh
@@ -151,7 +176,7 @@ pub async fn refresh(
 ) -> ApiResult<Json<TokenPairResponse>> {
     let state = AuthState::of(&ctx)?;
     throttle::attempt(&state, Route::Refresh, origin.ip_or_unknown()).await?;
-    let pair = session::refresh(&ctx, &state, &body.refresh_token).await?;
+    let pair = session::refresh(&ctx, &state, &body.refresh_token, &origin).await?;
     Ok(Json(pair.into()))
 }
 
@@ -166,7 +191,15 @@ pub async fn logout(
     UserAuth(principal): UserAuth,
 ) -> ApiResult<Json<MessageResponse>> {
     let state = AuthState::of(&ctx)?;
-    session::end(&ctx, &state, principal.session_id).await?;
+    let ending = session::Ending::Logout;
+    session::end(
+        &ctx,
+        &state,
+        principal.user_id,
+        principal.session_id,
+        ending,
+    )
+    .await?;
     Ok(Json(MessageResponse {
         message: "Logged out successfully",
     }))

@@ -15,7 +15,7 @@ use utoipa::{
 };
 use utoipa_swagger_ui::Config;
 
-use super::{auth, health, keys, metrics, protected, usage, verify, ApiPath};
+use super::{auth, events, health, keys, metrics, protected, usage, verify, webhooks, ApiPath};
 use crate::error::ApiError;
 
 pub const DOCS_PATH: &str = "/api/docs";
@@ -28,6 +28,8 @@ const DOCUMENT_PATH: &str = "/api/docs/openapi.json";
         auth::signup, auth::login, auth::refresh, auth::logout, auth::me,
         keys::create, keys::list, keys::revoke, keys::rotate,
         usage::key_usage, usage::user_usage,
+        events::list,
+        webhooks::create, webhooks::list, webhooks::delete, webhooks::test, webhooks::deliveries,
         protected::user_only, protected::service_only, protected::flexible,
         health::health, health::ready, metrics::metrics,
         verify::verify_key, verify::forward_auth,

@@ -2,12 +2,14 @@
 
 pub mod auth;
 pub mod docs;
+pub mod events;
 pub mod health;
 pub mod keys;
 pub mod metrics;
 pub mod protected;
 pub mod usage;
 pub mod verify;
+pub mod webhooks;
 
 use axum::{
     body::{Body, Bytes},

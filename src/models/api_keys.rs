@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::{
     entity::prelude::*,
-    sea_query::{CaseStatement, Expr, ExprTrait, Query},
+    sea_query::{CaseStatement, Expr, ExprTrait, LockBehavior, LockType, Query},
     ActiveValue::Set,
     Condition, DatabaseTransaction, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
@@ -15,7 +15,11 @@ use uuid::Uuid;
 pub use super::_entities::api_keys::{self, ActiveModel, Entity, Model};
 
 impl ActiveModelBehavior for ActiveModel {}
-use super::{_entities::users, on_unique_violation, ModelError};
+use super::{
+    _entities::users,
+    events::{self, EventType, NewEvent},
+    on_unique_violation, ModelError,
+};
 
 /// What a new key is made of, checked by the controller. The key itself is not
 /// stored: only its hash and the prefix that may be shown again.
@@ -93,18 +97,21 @@ pub async fn create(
         updated_at: Set(now),
         rotated_to: Set(None),
         rotated_from: Set(None),
+        expiry_recorded_at: Set(None),
     }
     .insert(&txn)
     .await
     .map_err(|err| on_unique_violation(err, "An active API key with this name already exists"))?;
+    let data = events::key_data(&model);
+    events::record(&txn, NewEvent::now(user_id, EventType::KeyCreated, data)).await?;
     txn.commit().await?;
     Ok(model)
 }
 
-/// Makes the changes of one user's keys take turns: writing the user's row takes
-/// a row lock on PostgreSQL and the write lock on SQLite, held until the
-/// transaction ends.
-async fn lock_user(txn: &DatabaseTransaction, user_id: Uuid) -> Result<(), DbErr> {
+/// Makes the changes of one user's keys (and webhook endpoints) take turns:
+/// writing the user's row takes a row lock on PostgreSQL and the write lock on
+/// SQLite, held until the transaction ends.
+pub(super) async fn lock_user(txn: &DatabaseTransaction, user_id: Uuid) -> Result<(), DbErr> {
     users::Entity::update_many()
         .col_expr(
             users::Column::UpdatedAt,
@@ -210,6 +217,7 @@ pub async fn rotate(
         updated_at: Set(stamp),
         rotated_to: Set(None),
         rotated_from: Set(Some(old.id)),
+        expiry_recorded_at: Set(None),
     };
     let mut retiring: ActiveModel = old.clone().into();
     retiring.rotated_to = Set(Some(new_id));
@@ -227,6 +235,8 @@ pub async fn rotate(
     // The old key leaves the name's unique index before the new one takes it.
     let old = retiring.update(&txn).await?;
     let new = new.insert(&txn).await?;
+    let data = events::key_data(&old);
+    events::record(&txn, NewEvent::now(owner, EventType::KeyRotated, data)).await?;
     txn.commit().await?;
     Ok(Rotation { old, new })
 }
@@ -248,7 +258,8 @@ pub async fn list(db: &DatabaseConnection, user_id: Uuid) -> Result<Vec<Model>, 
         .await
 }
 
-/// Revokes a key, if `owner` (when given) owns it. Revoking twice is harmless.
+/// Revokes a key, if `owner` (when given) owns it, and records `key.revoked`.
+/// Revoking twice is harmless (and recorded once).
 ///
 /// # Errors
 /// `NotFound` for an unknown key or one of another user.
@@ -257,12 +268,14 @@ pub async fn revoke(
     key_id: Uuid,
     owner: Option<Uuid>,
 ) -> Result<Model, ModelError> {
+    let txn = db.begin().await?;
     let mut query = Entity::find_by_id(key_id);
     if let Some(owner) = owner {
         query = query.filter(api_keys::Column::UserId.eq(owner));
     }
     let key = query
-        .one(db)
+        .lock_exclusive()
+        .one(&txn)
         .await?
         .ok_or(ModelError::NotFound("API key not found"))?;
     if key.revoked_at.is_some() {
@@ -273,7 +286,56 @@ pub async fn revoke(
     key.is_active = Set(false);
     key.revoked_at = Set(Some(now));
     key.updated_at = Set(now);
-    Ok(key.update(db).await?)
+    let key = key.update(&txn).await?;
+    let event = NewEvent::now(key.user_id, EventType::KeyRevoked, events::key_data(&key));
+    events::record(&txn, event).await?;
+    txn.commit().await?;
+    Ok(key)
+}
+
+/// Keys per sweep in [`record_expiries`].
+const EXPIRY_SWEEP_CHUNK: u64 = 500;
+
+/// Records `key.expired` for keys whose expiry has passed by `now` and that
+/// have no such event yet (none revoked before it expired), up to a few
+/// hundred a call; returns how many. Each key is claimed by setting its
+/// `expiry_recorded_at`, under `FOR UPDATE SKIP LOCKED` on PostgreSQL, in the
+/// transaction that writes its event: instances sweeping at once never record
+/// one expiry twice.
+///
+/// # Errors
+/// Database errors; then nothing is recorded.
+pub async fn record_expiries(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<u64, DbErr> {
+    let txn = db.begin().await?;
+    let mut due = Query::select();
+    due.column(api_keys::Column::Id)
+        .from(Entity)
+        .and_where(api_keys::Column::ExpiryRecordedAt.is_null())
+        .and_where(api_keys::Column::ExpiresAt.lte(now.fixed_offset()))
+        .cond_where(
+            Condition::any()
+                .add(api_keys::Column::RevokedAt.is_null())
+                .add(
+                    Expr::col(api_keys::Column::RevokedAt)
+                        .gt(Expr::col(api_keys::Column::ExpiresAt)),
+                ),
+        )
+        .limit(EXPIRY_SWEEP_CHUNK)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    let expired = Entity::update_many()
+        .col_expr(
+            api_keys::Column::ExpiryRecordedAt,
+            Expr::value(now.fixed_offset()),
+        )
+        .filter(Expr::col(api_keys::Column::Id).in_subquery(due))
+        .exec_with_returning(&txn)
+        .await?;
+    for key in &expired {
+        let event = NewEvent::now(key.user_id, EventType::KeyExpired, events::key_data(key));
+        events::record(&txn, event).await?;
+    }
+    txn.commit().await?;
+    Ok(expired.len() as u64)
 }
 
 /// What the key guard needs to know of a key and its owner.

@@ -3,9 +3,12 @@
 
 pub mod _entities;
 pub mod api_keys;
+pub mod events;
 pub mod key_usage;
 pub mod sessions;
 pub mod users;
+pub mod webhook_deliveries;
+pub mod webhook_endpoints;
 
 use sea_orm::{DbErr, SqlErr};
 

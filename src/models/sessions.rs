@@ -125,12 +125,13 @@ pub async fn rotate(
 }
 
 /// Marks the session revoked; its refresh token and every access token naming it
-/// stop working. Revoking twice keeps the first time.
+/// stop working. Revoking twice keeps the first time; true when this call
+/// revoked it.
 ///
 /// # Errors
 /// Database errors.
-pub async fn revoke(db: &DatabaseConnection, id: Uuid) -> Result<(), DbErr> {
-    Entity::update_many()
+pub async fn revoke<C: ConnectionTrait>(db: &C, id: Uuid) -> Result<bool, DbErr> {
+    let result = Entity::update_many()
         .col_expr(
             sessions::Column::RevokedAt,
             Expr::value(Utc::now().fixed_offset()),
@@ -139,5 +140,5 @@ pub async fn revoke(db: &DatabaseConnection, id: Uuid) -> Result<(), DbErr> {
         .filter(sessions::Column::RevokedAt.is_null())
         .exec(db)
         .await?;
-    Ok(())
+    Ok(result.rows_affected == 1)
 }

@@ -2,14 +2,18 @@
 //! hold what a user row may contain.
 
 use chrono::Utc;
-use sea_orm::{entity::prelude::*, ActiveValue::Set, QueryFilter};
+use sea_orm::{entity::prelude::*, ActiveValue::Set, QueryFilter, QuerySelect, TransactionTrait};
+use serde_json::json;
 use uuid::Uuid;
 use validator::ValidateEmail;
 
 pub use super::_entities::users::{self, ActiveModel, Entity, Model};
 
 impl ActiveModelBehavior for ActiveModel {}
-use super::{on_unique_violation, ModelError};
+use super::{
+    events::{self, EventType, NewEvent},
+    on_unique_violation, ModelError,
+};
 
 const MAX_EMAIL_LEN: usize = 254;
 pub const MIN_PASSWORD_BYTES: usize = 8;
@@ -117,7 +121,9 @@ pub async fn create<C: ConnectionTrait>(
     .map_err(|err| on_unique_violation(err, "Email already registered"))
 }
 
-/// Activates or deactivates the user with `email`; `None` when there is no such user.
+/// Activates or deactivates the user with `email`, recording `user.activated`
+/// or `user.deactivated` when that changes anything; `None` when there is no
+/// such user.
 ///
 /// # Errors
 /// Database errors.
@@ -126,13 +132,34 @@ pub async fn set_active(
     email: &Email,
     active: bool,
 ) -> Result<Option<Model>, DbErr> {
-    let Some(user) = find_by_email(db, email).await? else {
+    let txn = db.begin().await?;
+    let Some(user) = Entity::find()
+        .filter(users::Column::Email.eq(email.as_str()))
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+    else {
         return Ok(None);
     };
+    if user.is_active == active {
+        return Ok(Some(user));
+    }
     let mut user: ActiveModel = user.into();
     user.is_active = Set(active);
     user.updated_at = Set(Utc::now().fixed_offset());
-    user.update(db).await.map(Some)
+    let user = user.update(&txn).await?;
+    let kind = if active {
+        EventType::UserActivated
+    } else {
+        EventType::UserDeactivated
+    };
+    events::record(
+        &txn,
+        NewEvent::now(user.id, kind, json!({ "userId": user.id })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(Some(user))
 }
 
 #[cfg(test)]

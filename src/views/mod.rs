@@ -1,6 +1,7 @@
 //! Response bodies: camelCase JSON, described for OpenAPI by the same structs.
 
 pub mod auth;
+pub mod events;
 pub mod keys;
 pub mod protected;
 pub mod usage;

@@ -1,6 +1,7 @@
 //! The one writer of what requests record in memory (DESIGN §11): last-used
-//! times (`api_keys.last_used_at`, never moved backwards) and usage counters
-//! (`key_usage`, added to, so instances add up), in one batch. Batches come from
+//! times (`api_keys.last_used_at`, never moved backwards), usage counters
+//! (`key_usage`, added to, so instances add up) and `key.rate_limited` events,
+//! in one batch. Batches come from
 //! [`flush`], which a ticker calls every `settings.last_used.flush_interval`,
 //! and once more at shutdown. A part of a batch whose write fails goes back
 //! into memory, merged with what was recorded since, and is retried with the
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::AuthState,
+    events::{self, rate_limited::RateLimitedKey},
     models::{
         api_keys,
         key_usage::{self, OutcomeCounts, UsageIncrement},
@@ -26,6 +28,8 @@ use crate::{
 pub struct UsageBatch {
     pub last_used: HashMap<Uuid, DateTime<Utc>>,
     pub usage: Vec<HourUsage>,
+    #[serde(default)]
+    pub rate_limited: Vec<RateLimitedKey>,
 }
 
 impl UsageBatch {
@@ -33,11 +37,12 @@ impl UsageBatch {
         Self {
             last_used: state.last_used.drain(),
             usage: state.usage.drain(now),
+            rate_limited: state.rate_limited.drain(),
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.last_used.is_empty() && self.usage.is_empty()
+        self.last_used.is_empty() && self.usage.is_empty() && self.rate_limited.is_empty()
     }
 }
 
@@ -81,7 +86,7 @@ pub async fn flush_now(ctx: &AppContext, state: &AuthState) -> Result<usize> {
     Ok(keys)
 }
 
-/// Writes both parts of `batch`; a part that fails goes back to memory.
+/// Writes the parts of `batch`; a part that fails goes back to memory.
 async fn write_or_keep(ctx: &AppContext, batch: UsageBatch) -> Result<()> {
     let state = AuthState::of(ctx).map_err(|err| loco_rs::Error::Message(err.to_string()))?;
     let last_used = api_keys::record_last_used(&ctx.db, &batch.last_used).await;
@@ -93,8 +98,13 @@ async fn write_or_keep(ctx: &AppContext, batch: UsageBatch) -> Result<()> {
     if usage.is_err() {
         state.usage.merge(batch.usage);
     }
+    let rate_limited = events::write_rate_limited(&ctx.db, &batch.rate_limited).await;
+    if rate_limited.is_err() {
+        state.rate_limited.merge(batch.rate_limited);
+    }
     last_used?;
     usage?;
+    rate_limited?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 mod auth;
 mod console;
 mod docs;
+mod events;
 mod keys;
 mod limits;
 mod ops;
@@ -10,3 +11,4 @@ mod protected;
 mod support;
 mod usage;
 mod verify;
+mod webhooks;

@@ -23,6 +23,7 @@ pub struct Model {
     pub updated_at: DateTimeWithTimeZone,
     pub rotated_to: Option<Uuid>,
     pub rotated_from: Option<Uuid>,
+    pub expiry_recorded_at: Option<DateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

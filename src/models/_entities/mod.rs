@@ -3,6 +3,9 @@
 pub mod prelude;
 
 pub mod api_keys;
+pub mod events;
 pub mod key_usage;
 pub mod sessions;
 pub mod users;
+pub mod webhook_deliveries;
+pub mod webhook_endpoints;

@@ -1,0 +1,34 @@
+//! `events:prune days:…`: retention of the audit log. Deleting an event
+//! deletes its webhook deliveries with it. Safe to run from cron while
+//! instances write new events.
+
+use loco_rs::{
+    app::AppContext,
+    task::{Task, TaskInfo, Vars},
+    Error, Result,
+};
+
+use crate::models::events;
+
+pub struct PruneEvents;
+
+#[async_trait::async_trait]
+impl Task for PruneEvents {
+    fn task(&self) -> TaskInfo {
+        TaskInfo {
+            name: "events:prune".to_string(),
+            detail: "Delete events (and their webhook deliveries) more than N days old: `days:90`"
+                .to_string(),
+        }
+    }
+
+    async fn run(&self, ctx: &AppContext, vars: &Vars) -> Result<()> {
+        let days: u32 = vars
+            .cli_arg("days")?
+            .parse()
+            .map_err(|_| Error::Message("days must be a whole number".into()))?;
+        let deleted = events::prune(&ctx.db, days).await?;
+        println!("{deleted} events deleted");
+        Ok(())
+    }
+}
