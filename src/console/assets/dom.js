@@ -19,8 +19,8 @@ function assign(element, attributes) {
       element.addEventListener(name.slice(2).toLowerCase(), value);
     } else if (name === "style") {
       throw new Error("inline styles are refused by the Content-Security-Policy; use a class");
-    } else if (name === "value" || name === "checked") {
-      element[name] = value;
+    } else if (name === "value") {
+      element.value = value;
     } else {
       element.setAttribute(name, value === true ? "" : String(value));
     }
