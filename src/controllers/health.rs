@@ -11,6 +11,9 @@ use crate::{
     views::{HealthResponse, ReadyChecks, ReadyResponse},
 };
 
+/// How long a successful readiness check stands for the next ones.
+const READY_CACHED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = HealthResponse)))]
 pub async fn health() -> Json<HealthResponse> {
     Json(HealthResponse {
@@ -21,7 +24,9 @@ pub async fn health() -> Json<HealthResponse> {
 
 /// Ready when the database answers; Redis and the revocation listener are
 /// reported but do not make the instance unready (it limits from memory
-/// without Redis, and its cache TTL bounds a missed revocation).
+/// without Redis, and its cache TTL bounds a missed revocation). A database
+/// that answered within the last second is not asked again; one known to be
+/// down is reported at once.
 #[utoipa::path(get, path = "/ready", tag = "health", responses(
     (status = 200, body = ReadyResponse),
     (status = 503, description = "The database cannot be reached", body = ReadyResponse),
@@ -30,7 +35,8 @@ pub async fn ready(
     State(ctx): State<AppContext>,
 ) -> Result<(StatusCode, Json<ReadyResponse>), ApiError> {
     let state = AuthState::of(&ctx)?;
-    let database_up = !state.database.is_down() && ping(&ctx, &state).await;
+    let database_up = !state.database.is_down()
+        && (state.database.ready_within(READY_CACHED_FOR) || ping(&ctx, &state).await);
     let checks = ReadyChecks {
         database: if database_up { "ok" } else { "down" },
         redis: match state.limiter.redis_healthy() {
@@ -59,7 +65,10 @@ pub async fn ready(
 async fn ping(ctx: &AppContext, state: &AuthState) -> bool {
     let ping = tokio::time::timeout(std::time::Duration::from_secs(1), ctx.db.ping()).await;
     match ping {
-        Ok(Ok(())) => true,
+        Ok(Ok(())) => {
+            state.database.note_ready();
+            true
+        }
         Ok(Err(err)) => {
             state.database.observe(&err);
             false

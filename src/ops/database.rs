@@ -12,9 +12,9 @@
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex, PoisonError,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -37,6 +37,8 @@ pub struct DatabaseHealth {
     postgres_uri: Option<String>,
     down: AtomicBool,
     probing: AtomicBool,
+    /// When a readiness check last reached the database.
+    last_ready: Mutex<Option<Instant>>,
 }
 
 impl DatabaseHealth {
@@ -47,11 +49,30 @@ impl DatabaseHealth {
             postgres_uri: postgres.then(|| uri.to_string()),
             down: AtomicBool::new(false),
             probing: AtomicBool::new(false),
+            last_ready: Mutex::new(None),
         })
     }
 
     pub fn is_down(&self) -> bool {
         self.down.load(Ordering::Relaxed)
+    }
+
+    /// True when a readiness check reached the database less than `within`
+    /// ago: readiness polled every second, by any number of balancers, costs
+    /// at most one round trip a second.
+    pub fn ready_within(&self, within: Duration) -> bool {
+        self.last_ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < within)
+    }
+
+    /// Notes a readiness check that reached the database.
+    pub fn note_ready(&self) {
+        *self
+            .last_ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
     }
 
     /// # Errors

@@ -1,7 +1,8 @@
 //! What an operator sees: one access-log line per request (with the route
 //! template and the principal, never a secret), `x-request-id` on every
 //! response, and `/metrics` counters that move by exactly the requests made.
-//! (`/ready` with the database gone: `outage.rs`; HTTPS: `tests/tls.py`.)
+//! `/ready` asks the database at most once a second. (`/ready` with the
+//! database gone: `outage.rs`; HTTPS: `tests/tls.py`.)
 
 use std::{
     io::Write,
@@ -429,4 +430,21 @@ fn metrics_are_refused_without_the_token_and_hidden_without_one_in_production() 
         status(authorize(&MetricsAccess::Open, &HeaderMap::new())),
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+#[parallel]
+async fn readiness_is_checked_at_most_once_a_second() {
+    with_app(|server, ctx| async move {
+        assert_eq!(server.get("/ready").await.status_code(), StatusCode::OK);
+        ctx.db.close_by_ref().await.expect("close the pool");
+        // Within the second, the last check stands: a balancer polling every
+        // second, or ten of them, costs the database one round trip a second.
+        assert_eq!(server.get("/ready").await.status_code(), StatusCode::OK);
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let ready = server.get("/ready").await;
+        assert_eq!(ready.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(ready.json::<Value>()["checks"]["database"], "down");
+    })
+    .await;
 }
