@@ -9,15 +9,8 @@ use serde_json::{json, Value};
 use serial_test::parallel;
 
 use super::support::{
-    assert_error, create_key, get_with_key, get_with_token, signup, state, with_app,
+    assert_error, create_key, get_with_key, get_with_token, signup, state, unissued_key, with_app,
 };
-
-fn unissued_key() -> String {
-    authgate::auth::api_key::ApiKey::generate()
-        .unwrap()
-        .reveal()
-        .to_string()
-}
 
 #[tokio::test]
 #[parallel]

@@ -12,17 +12,9 @@ use serial_test::parallel;
 
 use super::support::{
     assert_error, create_key, get_with_key, get_with_token, json_ok, revoke_key, signup, state,
-    with_app,
+    unissued_key, with_app,
 };
 use crate::assert_body_snapshot;
-
-/// A well-formed key (valid checksum) that was never issued.
-fn unissued_key() -> String {
-    authgate::auth::api_key::ApiKey::generate()
-        .unwrap()
-        .reveal()
-        .to_string()
-}
 
 #[tokio::test]
 #[parallel]

@@ -99,6 +99,14 @@ pub async fn revoke_key(server: &TestServer, access: &str, id: &str) -> TestResp
         .await
 }
 
+/// A well-formed key (valid checksum) that was never issued.
+pub fn unissued_key() -> String {
+    authgate::auth::api_key::ApiKey::generate()
+        .unwrap()
+        .reveal()
+        .to_string()
+}
+
 /// Asserts a 200 and returns the body.
 pub fn json_ok(response: &TestResponse) -> Value {
     assert_eq!(

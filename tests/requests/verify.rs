@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 use serial_test::parallel;
 
 use super::support::{
-    assert_error, create_key, get_with_key, get_with_token, list_keys, revoke_key, signup, state,
-    with_app,
+    assert_error, create_key, get_with_key, get_with_token, json_ok, list_keys, revoke_key, signup,
+    state, unissued_key, with_app,
 };
 use crate::assert_body_snapshot;
 
@@ -69,8 +69,7 @@ async fn refused_keys_say_why_and_unknown_ones_say_nothing_more() {
         assert_eq!(revoked["rateLimit"], Value::Null);
 
         let not_found = json!({ "valid": false, "code": "NOT_FOUND" });
-        let unissued = authgate::auth::api_key::ApiKey::generate().unwrap();
-        assert_eq!(verify(&server, unissued.reveal()).await, not_found);
+        assert_eq!(verify(&server, &unissued_key()).await, not_found);
         assert_eq!(verify(&server, "sk_not-a-key").await, not_found);
         assert_eq!(verify(&server, "").await, not_found);
     })
