@@ -154,7 +154,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Self::Internal(cause) = &self {
-            tracing::error!(error = %cause, "request failed with an internal error");
+            tracing::error!(
+                request_id = crate::ops::access_log::current_request_id().as_deref(),
+                error = %cause,
+                "request failed with an internal error"
+            );
         }
         let status = self.status();
         let body = ErrorBody {

@@ -31,7 +31,7 @@ use crate::{
     error::ApiError,
     models::{api_keys, sessions},
     ops::{
-        access_log::{Principal, PrincipalSlot},
+        access_log::{Principal, RequestNotes},
         metrics::{CacheName, CacheResult, TokenOutcome},
     },
 };
@@ -165,8 +165,8 @@ async fn service_principal(
 
 /// Tells the access log who is calling.
 fn note_principal(parts: &Parts, user_id: Uuid, key_id: Option<Uuid>) {
-    if let Some(slot) = parts.extensions.get::<PrincipalSlot>() {
-        slot.fill(Principal { user_id, key_id });
+    if let Some(notes) = parts.extensions.get::<RequestNotes>() {
+        notes.principal(Principal { user_id, key_id });
     }
 }
 

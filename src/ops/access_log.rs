@@ -1,10 +1,15 @@
 //! Every request, observed once, outermost: it gets an id (returned in
-//! `x-request-id` and carried by every log line written while it runs), is
+//! `x-request-id`, and at hand for log lines written while it runs: see
+//! [`current_request_id`]), is
 //! counted in the metrics, and, at `info`, leaves one JSON line in the access
 //! log: time, requestId, method, route (the matched template, never the path
 //! or query a client sent), status, durationMs, clientIp, and userId / keyId
 //! when a guard resolved a principal. Nothing else of the request is read, so
 //! no key, token, password, hash or email can reach the log.
+//!
+//! [`observe`] runs around routing (see `App::after_routes`), so what routing
+//! learns comes back through [`RequestNotes`]: [`RecordRouteLayer`], inside
+//! routing, notes the matched template, and the guards note the principal.
 //!
 //! Lines are handed to a thread of their own (`tracing-appender`'s
 //! non-blocking writer) and written from there in batches: a request never
@@ -14,7 +19,8 @@
 use std::{
     io::Write,
     net::IpAddr,
-    sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError},
+    sync::{Arc, Mutex, OnceLock, PoisonError},
+    task::{Context, Poll},
     time::Instant,
 };
 
@@ -27,11 +33,11 @@ use axum::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use loco_rs::{config::Logger, logger::LogLevel};
 use serde::Serialize;
-use tracing::Instrument;
+use tower::{Layer, Service};
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use uuid::Uuid;
 
-use super::metrics::{method_label, UNMATCHED_ROUTE};
+use super::metrics::{method_label, RouteLabel};
 use crate::auth::{extract::client_ip_of, AuthState};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -39,7 +45,17 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 /// and made of `[A-Za-z0-9._:-]`: no `@`, so an email cannot pass for one.
 const MAX_REQUEST_ID_CHARS: usize = 128;
 
-static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(UNMATCHED_ROUTE));
+tokio::task_local! {
+    static REQUEST_ID: Arc<str>;
+}
+
+/// The id of the request the current task is answering, if any: for error
+/// lines, so that they can be found from a response's `x-request-id`. (A
+/// task-local rather than a tracing span: a span per request cost five
+/// allocations and its fields' formatting, for the few requests that log.)
+pub fn current_request_id() -> Option<Arc<str>> {
+    REQUEST_ID.try_with(Arc::clone).ok()
+}
 
 /// Who a guard found behind the request's credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,14 +65,66 @@ pub struct Principal {
     pub key_id: Option<Uuid>,
 }
 
-/// Where the guards leave the principal they resolved, for the access log.
-/// Present only while the access log is on.
+/// What routing and the guards learn about a request, for [`observe`]: the
+/// matched route template and the principal.
 #[derive(Clone, Default)]
-pub struct PrincipalSlot(Arc<OnceLock<Principal>>);
+pub struct RequestNotes(Arc<Notes>);
 
-impl PrincipalSlot {
-    pub fn fill(&self, principal: Principal) {
-        let _ = self.0.set(principal);
+#[derive(Default)]
+struct Notes {
+    route: OnceLock<MatchedPath>,
+    principal: OnceLock<Principal>,
+}
+
+impl RequestNotes {
+    pub fn principal(&self, principal: Principal) {
+        let _ = self.0.principal.set(principal);
+    }
+
+    fn route(&self) -> RouteLabel {
+        self.0.route.get().map_or(RouteLabel::Unmatched, |path| {
+            RouteLabel::Matched(path.clone())
+        })
+    }
+}
+
+/// Inside routing: notes the matched route template for [`observe`]. Calls
+/// straight through (no clone of the services below, unlike `from_fn`).
+#[derive(Clone, Copy, Default)]
+pub struct RecordRouteLayer;
+
+impl<S> Layer<S> for RecordRouteLayer {
+    type Service = RecordRoute<S>;
+
+    fn layer(&self, inner: S) -> RecordRoute<S> {
+        RecordRoute(inner)
+    }
+}
+
+#[derive(Clone)]
+pub struct RecordRoute<S>(S);
+
+impl<S, B> Service<axum::http::Request<B>> for RecordRoute<S>
+where
+    S: Service<axum::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> S::Future {
+        let extensions = request.extensions();
+        if let (Some(path), Some(notes)) = (
+            extensions.get::<MatchedPath>(),
+            extensions.get::<RequestNotes>(),
+        ) {
+            let _ = notes.0.route.set(path.clone());
+        }
+        self.0.call(request)
     }
 }
 
@@ -169,39 +237,35 @@ pub async fn observe(
     let started = Instant::now();
     let request_id = request_id(request.headers());
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| UNMATCHED.clone(), |path| Arc::from(path.as_str()));
+    let notes = RequestNotes::default();
+    request.extensions_mut().insert(notes.clone());
     let logged = state.access_log.is_on().then(|| {
-        let slot = PrincipalSlot::default();
-        request.extensions_mut().insert(slot.clone());
         let client_ip = client_ip_of(
             request.headers(),
             request.extensions(),
             &state.settings.trusted_proxies,
         );
-        (Utc::now(), client_ip, slot)
+        (Utc::now(), client_ip)
     });
-    // Errors logged while the request runs carry its id.
-    let id_text = request_id.to_str().unwrap_or_default();
-    let span = tracing::error_span!("request", request_id = id_text);
-    let mut response = next.run(request).instrument(span).await;
+    let id = Arc::from(request_id.to_str().unwrap_or_default());
+    let mut response = REQUEST_ID.scope(id, next.run(request)).await;
 
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
+    let route = notes.route();
     state
         .metrics
         .request(&method, &route, status, elapsed.as_secs_f64());
-    if let Some((arrived, client_ip, slot)) = logged {
-        let principal = slot.0.get();
+    if let Some((arrived, client_ip)) = logged {
+        let principal = notes.0.principal.get();
         state.access_log.write(&AccessLine {
             time: timestamp(arrived),
             request_id: request_id.to_str().unwrap_or_default(),
             method: method_label(&method),
-            route: &route,
+            route: route.as_str(),
             status,
-            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            // Whole microseconds, so the number prints short.
+            duration_ms: u32::try_from(elapsed.as_micros()).map_or(f64::MAX, f64::from) / 1000.0,
             client_ip,
             user_id: principal.map(|principal| principal.user_id),
             key_id: principal.and_then(|principal| principal.key_id),
@@ -223,6 +287,15 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(REQUEST_ID_HEADER, HeaderValue::from_str(id).unwrap());
         headers
+    }
+
+    #[tokio::test]
+    async fn the_request_id_is_at_hand_while_the_request_runs() {
+        assert!(current_request_id().is_none());
+        let seen = REQUEST_ID
+            .scope(Arc::from("edge-1"), async { current_request_id() })
+            .await;
+        assert_eq!(seen.as_deref(), Some("edge-1"));
     }
 
     #[test]

@@ -6,11 +6,14 @@
 //! codes, never an id, email, key or address. (`authgate_webhook_deliveries_total`
 //! of the contract comes with webhooks, which do not exist yet.)
 
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
 
-use axum::http::{header, HeaderMap, Method};
+use axum::{
+    extract::MatchedPath,
+    http::{header, HeaderMap, Method},
+};
 use prometheus_client::{
-    encoding::{text, EncodeLabelSet},
+    encoding::{text, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
@@ -33,19 +36,53 @@ const DURATION_BUCKETS: [f64; 16] = [
     5.0, 10.0,
 ];
 
-/// The route of a request that matched none.
-pub const UNMATCHED_ROUTE: &str = "unmatched";
+/// A request's route as a label value: the template it matched (shared with
+/// axum, no copy per request), or `unmatched`.
+#[derive(Clone, Debug)]
+pub enum RouteLabel {
+    Matched(MatchedPath),
+    Unmatched,
+}
+
+impl RouteLabel {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Matched(path) => path.as_str(),
+            Self::Unmatched => "unmatched",
+        }
+    }
+}
+
+impl PartialEq for RouteLabel {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RouteLabel {}
+
+impl Hash for RouteLabel {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for RouteLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: &'static str,
-    route: Arc<str>,
+    route: RouteLabel,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: Arc<str>,
+    route: RouteLabel,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -287,9 +324,8 @@ impl Metrics {
         }
     }
 
-    /// Counts one answered request. `route` is the matched template, or
-    /// [`UNMATCHED_ROUTE`].
-    pub fn request(&self, method: &Method, route: &Arc<str>, status: u16, seconds: f64) {
+    /// Counts one answered request.
+    pub fn request(&self, method: &Method, route: &RouteLabel, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
                 method: method_label(method),

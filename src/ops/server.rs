@@ -31,7 +31,7 @@ use tokio::{
     sync::Semaphore,
 };
 use tokio_rustls::TlsAcceptor;
-use tower::{Service, ServiceExt};
+use tower::{layer::util::Stack, util::MapResponseLayer, Service, ServiceExt};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::{error::ApiError, settings::Http};
@@ -40,18 +40,19 @@ use crate::{error::ApiError, settings::Http};
 /// rather than spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Adds the request timeout to `router`; its 408 answers in the API's error shape.
-pub fn with_request_timeout(router: Router, timeout: Duration) -> Router {
-    router
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
-        .layer(axum::middleware::map_response(shape_timeout))
+/// The request timeout and its 408 in the API's error shape.
+pub type RequestTimeoutLayer = Stack<TimeoutLayer, MapResponseLayer<fn(Response) -> Response>>;
+
+/// Answers 408 when a request takes longer than `timeout`.
+pub fn request_timeout(timeout: Duration) -> RequestTimeoutLayer {
+    Stack::new(
+        TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout),
+        MapResponseLayer::new(shape_timeout as fn(Response) -> Response),
+    )
 }
 
 /// tower-http's timeout answers with an empty body.
-async fn shape_timeout(response: Response) -> Response {
+fn shape_timeout(response: Response) -> Response {
     if response.status() == StatusCode::REQUEST_TIMEOUT
         && !response.headers().contains_key(header::CONTENT_TYPE)
     {
@@ -191,7 +192,7 @@ mod tests {
                 }),
             )
             .route("/fast", get(|| async { "ok" }));
-        let router = with_request_timeout(router, Duration::from_millis(50));
+        let router = router.layer(request_timeout(Duration::from_millis(50)));
         let slow = router
             .clone()
             .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
