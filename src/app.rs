@@ -207,7 +207,11 @@ impl Hooks for App {
         let state = AuthState::of(ctx).map_err(|err| Error::Message(err.to_string()))?;
         usage::spawn_ticker(ctx, state.clone());
         revocations::spawn_listener(ctx, state.clone());
-        events::delivery::spawn(&ctx.db, &state.settings.webhooks);
+        events::delivery::spawn(
+            &ctx.db,
+            &state.settings.webhooks,
+            state.metrics.webhook_deliveries(),
+        );
 
         let tls = state
             .settings

@@ -33,6 +33,7 @@ use crate::{
         api_keys,
         webhook_deliveries::{self, AfterFailure, Attempted, Claim, Finished},
     },
+    ops::metrics::DeliveryCounters,
     settings::Webhooks,
 };
 
@@ -60,6 +61,7 @@ pub struct Deliverer {
     db: DatabaseConnection,
     client: reqwest::Client,
     settings: Webhooks,
+    counters: DeliveryCounters,
 }
 
 impl Deliverer {
@@ -82,7 +84,15 @@ impl Deliverer {
             db: db.clone(),
             client,
             settings: settings.clone(),
+            counters: DeliveryCounters::default(),
         })
+    }
+
+    /// Counts every attempt in `counters` (the metrics).
+    #[must_use]
+    pub fn counted_in(mut self, counters: DeliveryCounters) -> Self {
+        self.counters = counters;
+        self
     }
 
     /// Makes every attempt due at `now` (as if it were `now`), endpoints side
@@ -196,6 +206,7 @@ impl Deliverer {
             return Ok(Finished::Recorded);
         };
         let response = self.send(endpoint, event, at).await;
+        self.counters.attempted(response.succeeded());
         let attempted = Attempted {
             succeeded: response.succeeded(),
             response_status: response.status.map(|status| status.as_u16()),
@@ -406,11 +417,12 @@ fn with_jitter(wait: Duration) -> Duration {
     wait.mul_f64(0.8 + 0.4 * unit)
 }
 
-/// Starts the worker: the delivery loop and the expired-key sweep.
-pub fn spawn(db: &DatabaseConnection, settings: &Webhooks) {
+/// Starts the worker: the delivery loop (counting its attempts in
+/// `counters`) and the expired-key sweep.
+pub fn spawn(db: &DatabaseConnection, settings: &Webhooks, counters: DeliveryCounters) {
     match Deliverer::new(db, settings) {
         Ok(deliverer) => {
-            tokio::spawn(Arc::new(deliverer).run());
+            tokio::spawn(Arc::new(deliverer.counted_in(counters)).run());
         }
         Err(err) => tracing::error!(error = %err, "webhook deliveries cannot start"),
     }

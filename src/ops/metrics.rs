@@ -3,8 +3,7 @@
 //! memory. Counting is an atomic increment on the request path (counters of a
 //! fixed label set are resolved once, at start-up); gauges are read when
 //! scraped. Label values are bounded: route templates, outcome names, status
-//! codes, never an id, email, key or address. (`authgate_webhook_deliveries_total`
-//! of the contract comes with webhooks, which do not exist yet.)
+//! codes, never an id, email, key or address.
 
 use std::hash::{Hash, Hasher};
 
@@ -99,6 +98,31 @@ struct CacheLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheNameLabels {
     cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// Webhook delivery attempts by result, for the delivery worker to count
+/// into (`authgate_webhook_deliveries_total{result}`). The default counts
+/// into nothing registered.
+#[derive(Clone, Default)]
+pub struct DeliveryCounters {
+    succeeded: Counter,
+    failed: Counter,
+}
+
+impl DeliveryCounters {
+    /// One attempt: a 2xx, or anything else (a status, a timeout, a refusal).
+    pub fn attempted(&self, succeeded: bool) {
+        if succeeded {
+            self.succeeded.inc();
+        } else {
+            self.failed.inc();
+        }
+    }
 }
 
 /// How an access token fared (`authgate_token_verifications_total{outcome}`).
@@ -220,6 +244,7 @@ pub struct Metrics {
     bcrypt_queue_depth: Gauge,
     pending_last_used: Gauge,
     pending_usage: Gauge,
+    webhook_deliveries: DeliveryCounters,
 }
 
 fn duration_histogram() -> Histogram {
@@ -291,6 +316,13 @@ impl Metrics {
             "(key, hour) usage counters in memory, not yet written",
             pending_usage.clone(),
         );
+        let deliveries = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "authgate_webhook_deliveries",
+            "Webhook delivery attempts, by result (succeeded: a 2xx; failed: anything else)",
+            deliveries.clone(),
+        );
+        let delivery_result = |result| deliveries.get_or_create_owned(&ResultLabels { result });
         Self {
             key_verifications: KEY_OUTCOMES.map(|outcome| {
                 keys.get_or_create_owned(&OutcomeLabels {
@@ -315,6 +347,10 @@ impl Metrics {
                     cache: cache.label(),
                 })
             }),
+            webhook_deliveries: DeliveryCounters {
+                succeeded: delivery_result("succeeded"),
+                failed: delivery_result("failed"),
+            },
             registry,
             requests,
             durations,
@@ -350,6 +386,11 @@ impl Metrics {
 
     pub fn token_verified(&self, outcome: TokenOutcome) {
         self.token_verifications[outcome as usize].inc();
+    }
+
+    /// The counters the webhook delivery worker counts its attempts into.
+    pub fn webhook_deliveries(&self) -> DeliveryCounters {
+        self.webhook_deliveries.clone()
     }
 
     pub fn cache_request(&self, cache: CacheName, result: CacheResult) {

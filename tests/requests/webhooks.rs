@@ -325,7 +325,12 @@ async fn receiver(script: Vec<Scripted>) -> Receiver {
 }
 
 fn deliverer(ctx: &AppContext) -> Arc<Deliverer> {
-    Arc::new(Deliverer::new(&ctx.db, &state(ctx).settings.webhooks).unwrap())
+    let state = state(ctx);
+    Arc::new(
+        Deliverer::new(&ctx.db, &state.settings.webhooks)
+            .unwrap()
+            .counted_in(state.metrics.webhook_deliveries()),
+    )
 }
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -392,6 +397,13 @@ async fn deliveries_are_signed_and_retried_until_one_succeeds() {
 
         let seen = receiver.seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 3, "the redirect was not followed");
+        let metrics = server.get("/metrics").await.text();
+        for counted in [
+            "authgate_webhook_deliveries_total{result=\"failed\"} 2",
+            "authgate_webhook_deliveries_total{result=\"succeeded\"} 1",
+        ] {
+            assert!(metrics.contains(counted), "{counted} not in:\n{metrics}");
+        }
         let key_bytes = signing::decode_secret(secret).unwrap();
         let ids: Vec<&str> = seen
             .iter()
