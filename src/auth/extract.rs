@@ -271,7 +271,6 @@ async fn key_record(
     client: Option<IpAddr>,
 ) -> Result<Option<Arc<KeyRecord>>, ApiError> {
     let hash = key.hash();
-    let unknown_keys = UnknownKeys::of(client);
     let lookup = state.cache.key(&hash);
     state
         .metrics
@@ -281,11 +280,13 @@ async fn key_record(
         Lookup::Stale(record) => load_key(ctx, state, hash)
             .await
             .or_else(|err| serve_stale(err, record)),
+        // The client's counter is named only here: a known key costs no formatting.
         Lookup::Unknown => {
-            unknown_keys.presented(state).await?;
+            UnknownKeys::of(client).presented(state).await?;
             Ok(None)
         }
         Lookup::Miss => {
+            let unknown_keys = UnknownKeys::of(client);
             unknown_keys.check(state).await?;
             let record = load_key(ctx, state, hash).await?;
             if record.is_none() {
