@@ -13,17 +13,12 @@ use super::support::{
 use crate::assert_body_snapshot;
 
 async fn verify(server: &axum_test::TestServer, key: &str) -> Value {
-    let response = server
-        .post("/keys/verify")
-        .json(&json!({ "key": key }))
-        .await;
-    assert_eq!(
-        response.status_code(),
-        StatusCode::OK,
-        "{}",
-        response.text()
-    );
-    response.json()
+    json_ok(
+        &server
+            .post("/keys/verify")
+            .json(&json!({ "key": key }))
+            .await,
+    )
 }
 
 #[tokio::test]
