@@ -11,27 +11,30 @@ use crate::auth::{
     rate_limit::Usage,
 };
 
-/// `{valid, code}`, plus the key's facts unless `code` is `NOT_FOUND`.
+/// `{valid, code}`, plus the key's facts unless `code` is `NOT_FOUND`. One flat
+/// object (rather than a flattened optional part) so that the document says
+/// exactly that: the facts are optional, and `expiresAt` / `rateLimit` may be
+/// null when present.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyVerification {
     pub valid: bool,
     #[schema(example = "VALID")]
     pub code: Outcome,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub key: Option<VerifiedKey>,
-}
-
-/// The key a verification named.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct VerifiedKey {
-    pub key_id: Uuid,
-    pub user_id: Uuid,
-    pub name: String,
-    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Null for a key that does not expire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
     /// Null when the key has no rate limit (or was refused before it).
-    pub rate_limit: Option<RateLimitState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<RateLimitState>)]
+    pub rate_limit: Option<Option<RateLimitState>>,
 }
 
 /// The key's rate limit after this verification.
@@ -50,23 +53,28 @@ impl KeyVerification {
         Self {
             valid: false,
             code: Outcome::NotFound,
-            key: None,
+            key_id: None,
+            user_id: None,
+            name: None,
+            expires_at: None,
+            rate_limit: None,
         }
     }
 }
 
 impl From<KeyVerdict> for KeyVerification {
     fn from(verdict: KeyVerdict) -> Self {
+        let Some(record) = verdict.record else {
+            return Self::not_found();
+        };
         Self {
             valid: verdict.outcome == Outcome::Valid,
             code: verdict.outcome,
-            key: verdict.record.map(|record| VerifiedKey {
-                key_id: record.key_id,
-                user_id: record.user_id,
-                name: record.name.clone(),
-                expires_at: record.expires_at,
-                rate_limit: verdict.rate_limit.map(RateLimitState::from),
-            }),
+            key_id: Some(record.key_id),
+            user_id: Some(record.user_id),
+            name: Some(record.name.clone()),
+            expires_at: Some(record.expires_at),
+            rate_limit: Some(verdict.rate_limit.map(RateLimitState::from)),
         }
     }
 }
