@@ -4,6 +4,7 @@ use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use axum::{
+    extract::DefaultBodyLimit,
     http::{header, HeaderName, HeaderValue, Method},
     Router as AxumRouter,
 };
@@ -12,8 +13,7 @@ use loco_rs::{
     bgworker::{BackgroundWorker, Queue},
     boot::{create_app, shutdown_signal, BootResult, ServeParams, StartMode},
     config::Config,
-    controller::AppRoutes,
-    controller::Routes,
+    controller::{middleware::MiddlewareLayer, AppRoutes, Routes},
     db::truncate_table,
     environment::Environment,
     task::Tasks,
@@ -21,11 +21,16 @@ use loco_rs::{
 };
 use migration::Migrator;
 use tower::ServiceBuilder;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
+};
 
 use crate::{
-    auth::{extract::API_KEY_HEADER, rate_limit::rate_limit_headers, revocations, AuthState},
-    console, controllers, events,
+    auth::{extract::API_KEY_HEADER, revocations, AuthState},
+    console, controllers,
+    error::ApiError,
+    events,
     models::_entities::{api_keys, events as event_rows, sessions, users},
     ops::{self, access_log::AccessLog, database::DatabaseHealth},
     settings::{Resolved, Settings},
@@ -39,6 +44,18 @@ fn resolve_settings(config: &Config, environment: &Environment) -> Result<Resolv
     Settings::from_config(config.settings.as_ref())
         .and_then(|settings| settings.resolve(environment))
         .map_err(Error::Message)
+}
+
+/// A panic fails its own request with a 500 in the error shape (logged with
+/// its message), not the connection.
+fn answer_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no message");
+    ApiError::internal(format!("panic: {message}")).into_response()
 }
 
 /// Browsers may call from these origins only. Credentials travel in headers, not
@@ -135,55 +152,53 @@ impl Hooks for App {
         Ok(AxumRouter::new().fallback(controllers::route_not_found))
     }
 
-    /// Around routing, outermost first: every request gets its id and is
-    /// counted and logged, whatever answers it (a 408 and a preflight
-    /// included); CORS only for configured origins; a request has
-    /// `REQUEST_TIMEOUT` to be answered; oversized headers and URIs are
-    /// refused; a response that found the database unreachable makes the next
-    /// requests fail fast; rate-limited keys get their `RateLimit-*` headers.
+    /// Around routing, outermost first: the edge (`ops::edge`: request id,
+    /// metrics and access log, size bounds, `REQUEST_TIMEOUT`, fail-fast on a
+    /// lost database, `RateLimit-*` headers); CORS only for configured
+    /// origins; a panic answers 500 in the error shape; bodies are bounded.
     /// Inside routing: wrong methods answer in the API's error shape (axum sets
     /// this on the routes registered so far, so it goes after them), and the
     /// matched route is noted for the access log.
     ///
-    /// The layers wrap the router rather than each route (`Router::layer`):
+    /// The layers wrap the router rather than each route (`Router::layer`, as
+    /// Loco's middlewares do, which are therefore off: see `middlewares`):
     /// axum clones a route's whole chain of services, down to the handler and
-    /// its `AppContext` (four strings), at every layer of it, on every
-    /// request; around the router, a layer's clone is an `Arc`'s. (Counted with
-    /// a probe on malloc: 200 allocations per `/health` request before, 86 after.)
+    /// its `AppContext`, at every layer of it, on every request; around the
+    /// router, a layer's clone is an `Arc`'s.
     async fn after_routes(router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> {
         let state = AuthState::of(ctx).map_err(|err| Error::Message(err.to_string()))?;
         let routed = router
             .method_not_allowed_fallback(controllers::method_not_allowed)
-            .layer(ops::access_log::RecordRouteLayer);
+            .layer(ops::edge::RecordRouteLayer);
         let around = ServiceBuilder::new()
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                ops::access_log::observe,
-            ))
+            .layer(ops::edge::EdgeLayer::new(state.clone()))
             .option_layer(cors_layer(&state.settings.cors_origins)?)
-            .layer(ops::server::request_timeout(
-                state.settings.http.request_timeout,
-            ))
-            .layer(axum::middleware::from_fn(controllers::bounded_request))
-            .layer(axum::middleware::from_fn_with_state(
-                state.database.clone(),
-                ops::database::observe,
-            ))
-            .layer(axum::middleware::from_fn(rate_limit_headers))
+            .map_response(|response: axum::http::Response<_>| response.map(axum::body::Body::new))
+            .layer(CatchPanicLayer::custom(answer_panic))
+            .layer(DefaultBodyLimit::max(controllers::MAX_BODY_BYTES))
             .service(routed);
         Ok(AxumRouter::new().fallback_service(around))
     }
 
+    /// None of Loco's: the app's own layers wrap the router (`after_routes`).
+    fn middlewares(_ctx: &AppContext) -> Vec<Box<dyn MiddlewareLayer>> {
+        Vec::new()
+    }
+
     /// The account and key routes cannot answer without the database: while it
-    /// is down they get 503 at once. The protected routes answer from the
-    /// verification cache and check the database themselves on a miss.
+    /// is down they get 503 at once. The protected and verify routes answer
+    /// from the verification cache and check the database themselves on a miss.
     fn routes(ctx: &AppContext) -> AppRoutes {
-        let needs_database = |routes: Routes| match AuthState::of(ctx) {
-            Ok(state) => routes.layer(axum::middleware::from_fn_with_state(
+        // Only a context not built by `after_context` lacks the state; then
+        // `after_routes` refuses to start.
+        let Ok(state) = AuthState::of(ctx) else {
+            return AppRoutes::empty();
+        };
+        let needs_database = |routes: Routes| {
+            routes.layer(axum::middleware::from_fn_with_state(
                 state.database.clone(),
                 ops::database::required,
-            )),
-            Err(_) => routes,
+            ))
         };
         AppRoutes::empty()
             .add_route(needs_database(controllers::auth::routes()))
@@ -191,9 +206,9 @@ impl Hooks for App {
             .add_route(needs_database(controllers::usage::routes()))
             .add_route(needs_database(controllers::events::routes()))
             .add_route(needs_database(controllers::webhooks::routes()))
-            .add_route(controllers::protected::routes())
-            .add_route(controllers::verify::routes())
-            .add_route(controllers::health::routes())
+            .add_route(controllers::protected::routes(&state))
+            .add_route(controllers::verify::routes(&state))
+            .add_route(controllers::health::routes(&state))
             .add_route(controllers::metrics::routes())
             .add_route(controllers::docs::routes())
             .add_route(console::routes())

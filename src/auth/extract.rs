@@ -13,7 +13,6 @@ use axum::{
     http::{header, request::Parts, Extensions, HeaderMap},
 };
 use chrono::{DateTime, Utc};
-use loco_rs::app::AppContext;
 use uuid::Uuid;
 
 use ipnet::{IpNet, Ipv6Net};
@@ -22,16 +21,16 @@ use super::{
     api_key::{ApiKey, KeyHash},
     cache::{KeyRecord, Lookup, SessionRecord, TokenDigest},
     outcome::{verify_key, KeyVerdict, Outcome},
-    rate_limit::UsageSlot,
     throttle::too_many,
     tokens::{AccessClaims, TokenRejection},
-    AuthState,
+    AuthState, Credentials,
 };
 use crate::{
     error::ApiError,
     models::{api_keys, sessions},
     ops::{
-        access_log::{Principal, RequestNotes},
+        access_log::Principal,
+        edge::RequestNotes,
         metrics::{CacheName, CacheResult, TokenOutcome},
     },
 };
@@ -69,51 +68,45 @@ pub enum AnyAuth {
     Service(ServicePrincipal),
 }
 
-impl FromRequestParts<AppContext> for UserAuth {
+impl<S: Credentials> FromRequestParts<S> for UserAuth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, ctx: &AppContext) -> Result<Self, ApiError> {
-        let state = AuthState::of(ctx)?;
-        user_principal(parts, ctx, &state).await.map(Self)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = state.credentials()?;
+        user_principal(parts, &state).await.map(Self)
     }
 }
 
-impl FromRequestParts<AppContext> for ServiceAuth {
+impl<S: Credentials> FromRequestParts<S> for ServiceAuth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, ctx: &AppContext) -> Result<Self, ApiError> {
-        let state = AuthState::of(ctx)?;
-        service_principal(parts, ctx, &state).await.map(Self)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = state.credentials()?;
+        service_principal(parts, &state).await.map(Self)
     }
 }
 
-impl FromRequestParts<AppContext> for AnyAuth {
+impl<S: Credentials> FromRequestParts<S> for AnyAuth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, ctx: &AppContext) -> Result<Self, ApiError> {
-        let state = AuthState::of(ctx)?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = state.credentials()?;
         if parts.headers.contains_key(API_KEY_HEADER) {
-            service_principal(parts, ctx, &state)
-                .await
-                .map(Self::Service)
+            service_principal(parts, &state).await.map(Self::Service)
         } else {
-            user_principal(parts, ctx, &state).await.map(Self::User)
+            user_principal(parts, &state).await.map(Self::User)
         }
     }
 }
 
-async fn user_principal(
-    parts: &Parts,
-    ctx: &AppContext,
-    state: &AuthState,
-) -> Result<UserPrincipal, ApiError> {
+async fn user_principal(parts: &Parts, state: &AuthState) -> Result<UserPrincipal, ApiError> {
     let token = bearer_token(parts).ok_or(ApiError::unauthorized(INVALID_TOKEN))?;
     let now = Utc::now();
     let claims = access_claims(state, token, now).map_err(|rejection| {
         state.metrics.token_verified(TokenOutcome::from(rejection));
         ApiError::unauthorized(INVALID_TOKEN)
     })?;
-    let Some(session) = session_record(ctx, state, claims.sid)
+    let Some(session) = session_record(state, claims.sid)
         .await?
         .filter(|session| session.user_id == claims.sub && session.accepts_at(now))
     else {
@@ -129,11 +122,7 @@ async fn user_principal(
     })
 }
 
-async fn service_principal(
-    parts: &Parts,
-    ctx: &AppContext,
-    state: &AuthState,
-) -> Result<ServicePrincipal, ApiError> {
+async fn service_principal(parts: &Parts, state: &AuthState) -> Result<ServicePrincipal, ApiError> {
     // Shape and checksum first: garbage costs no hashing and no lookup. It is
     // answered as a key that does not exist, and counted as one.
     let Some(key) = parts
@@ -145,9 +134,10 @@ async fn service_principal(
         state.metrics.key_verified(Outcome::NotFound);
         return Err(ApiError::invalid_api_key());
     };
-    let verdict = present_key(ctx, state, &key, request_client_ip(parts, state)).await?;
-    if let (Some(usage), Some(slot)) = (verdict.rate_limit, parts.extensions.get::<UsageSlot>()) {
-        slot.fill(usage);
+    let verdict = present_key(state, &key, request_client_ip(parts, state)).await?;
+    if let (Some(usage), Some(notes)) = (verdict.rate_limit, parts.extensions.get::<RequestNotes>())
+    {
+        notes.rate_limit(usage);
     }
     match (verdict.outcome, verdict.record, verdict.rate_limit) {
         (Outcome::Valid, Some(record), _) => {
@@ -207,7 +197,6 @@ fn access_claims(
 /// The session behind an access token: from the cache, else one query. A
 /// stale entry is reloaded, or served while the database cannot be reached.
 async fn session_record(
-    ctx: &AppContext,
     state: &AuthState,
     session_id: Uuid,
 ) -> Result<Option<Arc<SessionRecord>>, ApiError> {
@@ -217,21 +206,20 @@ async fn session_record(
         .cache_request(CacheName::Sessions, CacheResult::of(&lookup));
     match lookup {
         Lookup::Known(record) => Ok(Some(record)),
-        Lookup::Stale(record) => load_session(ctx, state, session_id)
+        Lookup::Stale(record) => load_session(state, session_id)
             .await
             .or_else(|err| serve_stale(err, record)),
-        Lookup::Unknown | Lookup::Miss => load_session(ctx, state, session_id).await,
+        Lookup::Unknown | Lookup::Miss => load_session(state, session_id).await,
     }
 }
 
 async fn load_session(
-    ctx: &AppContext,
     state: &AuthState,
     session_id: Uuid,
 ) -> Result<Option<Arc<SessionRecord>>, ApiError> {
     state.database.check()?;
     let generation = state.cache.generation();
-    let record = sessions::load_record(&ctx.db, session_id)
+    let record = sessions::load_record(state.database.connection(), session_id)
         .await
         .map_err(|err| database_failed(state, err))?
         .map(|row| Arc::new(SessionRecord::from(row)));
@@ -251,12 +239,11 @@ async fn load_session(
 /// 429 past the client's unknown-key limit; 503 when the key must be looked up
 /// and the database cannot be reached.
 pub async fn present_key(
-    ctx: &AppContext,
     state: &AuthState,
     key: &ApiKey,
     client: Option<IpAddr>,
 ) -> Result<KeyVerdict, ApiError> {
-    let record = key_record(ctx, state, key, client).await?;
+    let record = key_record(state, key, client).await?;
     Ok(verify_key(state, record, Utc::now()).await)
 }
 
@@ -265,7 +252,6 @@ pub async fn present_key(
 /// instead of a lookup; a stale entry is reloaded, or served while the database
 /// cannot be reached.
 async fn key_record(
-    ctx: &AppContext,
     state: &AuthState,
     key: &ApiKey,
     client: Option<IpAddr>,
@@ -277,7 +263,7 @@ async fn key_record(
         .cache_request(CacheName::Keys, CacheResult::of(&lookup));
     match lookup {
         Lookup::Known(record) => Ok(Some(record)),
-        Lookup::Stale(record) => load_key(ctx, state, hash)
+        Lookup::Stale(record) => load_key(state, hash)
             .await
             .or_else(|err| serve_stale(err, record)),
         // The client's counter is named only here: a known key costs no formatting.
@@ -288,7 +274,7 @@ async fn key_record(
         Lookup::Miss => {
             let unknown_keys = UnknownKeys::of(client);
             unknown_keys.check(state).await?;
-            let record = load_key(ctx, state, hash).await?;
+            let record = load_key(state, hash).await?;
             if record.is_none() {
                 unknown_keys.presented(state).await?;
             }
@@ -297,14 +283,10 @@ async fn key_record(
     }
 }
 
-async fn load_key(
-    ctx: &AppContext,
-    state: &AuthState,
-    hash: KeyHash,
-) -> Result<Option<Arc<KeyRecord>>, ApiError> {
+async fn load_key(state: &AuthState, hash: KeyHash) -> Result<Option<Arc<KeyRecord>>, ApiError> {
     state.database.check()?;
     let generation = state.cache.generation();
-    let record = api_keys::load_record(&ctx.db, &hash.to_hex())
+    let record = api_keys::load_record(state.database.connection(), &hash.to_hex())
         .await
         .map_err(|err| database_failed(state, err))?
         .map(|row| Arc::new(KeyRecord::from(row)));
@@ -374,11 +356,11 @@ impl UnknownKeys {
 /// The client's address (see [`client_ip`]), when the request came over a socket.
 pub struct ClientIp(pub Option<IpAddr>);
 
-impl FromRequestParts<AppContext> for ClientIp {
+impl<S: Credentials> FromRequestParts<S> for ClientIp {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, ctx: &AppContext) -> Result<Self, ApiError> {
-        let state = AuthState::of(ctx)?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = state.credentials()?;
         Ok(Self(request_client_ip(parts, &state)))
     }
 }
@@ -389,11 +371,11 @@ pub struct ClientOrigin(pub sessions::Origin);
 
 const MAX_USER_AGENT_CHARS: usize = 256;
 
-impl FromRequestParts<AppContext> for ClientOrigin {
+impl<S: Credentials> FromRequestParts<S> for ClientOrigin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, ctx: &AppContext) -> Result<Self, ApiError> {
-        let state = AuthState::of(ctx)?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = state.credentials()?;
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

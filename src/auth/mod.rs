@@ -90,3 +90,25 @@ impl AuthState {
             .ok_or_else(|| ApiError::internal("AuthState missing from the shared store"))
     }
 }
+
+/// A router's state the guards can find the credential layer in: Loco's
+/// `AppContext`, or the layer itself, for the routes that answer from the
+/// cache (`/health`, `/protected/*`, verify): axum clones a route's state for
+/// every request, and an `Arc` is cheaper to clone than an `AppContext`.
+pub trait Credentials: Send + Sync {
+    /// # Errors
+    /// Only for an `AppContext` booted without `App::after_context`, a bug.
+    fn credentials(&self) -> Result<Arc<AuthState>, ApiError>;
+}
+
+impl Credentials for AppContext {
+    fn credentials(&self) -> Result<Arc<AuthState>, ApiError> {
+        AuthState::of(self)
+    }
+}
+
+impl Credentials for Arc<AuthState> {
+    fn credentials(&self) -> Result<Arc<AuthState>, ApiError> {
+        Ok(self.clone())
+    }
+}

@@ -72,6 +72,14 @@ impl Usage {
         let seconds = self.resets_in.as_secs() + u64::from(self.resets_in.subsec_nanos() > 0);
         seconds.max(1)
     }
+
+    /// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds):
+    /// on every response to a rate-limited key, 429s included.
+    pub fn insert_headers(&self, headers: &mut axum::http::HeaderMap) {
+        headers.insert("ratelimit-limit", self.limit.max.into());
+        headers.insert("ratelimit-remaining", self.remaining().into());
+        headers.insert("ratelimit-reset", self.retry_after_secs().into());
+    }
 }
 
 struct Window {
@@ -286,34 +294,6 @@ fn redis_usage(limit: Limit, used: u32, ttl_ms: i64) -> Usage {
         used,
         resets_in,
     }
-}
-
-/// Where the key guard leaves a key's usage, for [`rate_limit_headers`] to report.
-#[derive(Clone, Default)]
-pub struct UsageSlot(Arc<std::sync::OnceLock<Usage>>);
-
-impl UsageSlot {
-    pub fn fill(&self, usage: Usage) {
-        let _ = self.0.set(usage);
-    }
-}
-
-/// Middleware: every response to a rate-limited key carries `RateLimit-Limit`,
-/// `RateLimit-Remaining` and `RateLimit-Reset` (seconds), 429s included.
-pub async fn rate_limit_headers(
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let slot = UsageSlot::default();
-    request.extensions_mut().insert(slot.clone());
-    let mut response = next.run(request).await;
-    if let Some(usage) = slot.0.get() {
-        let headers = response.headers_mut();
-        headers.insert("ratelimit-limit", usage.limit.max.into());
-        headers.insert("ratelimit-remaining", usage.remaining().into());
-        headers.insert("ratelimit-reset", usage.retry_after_secs().into());
-    }
-    response
 }
 
 #[cfg(test)]

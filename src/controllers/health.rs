@@ -2,12 +2,13 @@
 //! benchmark). `/ready`: readiness, for a load balancer to stop sending traffic
 //! to an instance whose database is unreachable.
 
+use std::sync::Arc;
+
 use axum::{extract::State, http::StatusCode, Json};
-use loco_rs::{app::AppContext, controller::Routes};
+use loco_rs::controller::Routes;
 
 use crate::{
     auth::AuthState,
-    error::ApiError,
     views::{HealthResponse, ReadyChecks, ReadyResponse},
 };
 
@@ -31,12 +32,9 @@ pub async fn health() -> Json<HealthResponse> {
     (status = 200, body = ReadyResponse),
     (status = 503, description = "The database cannot be reached", body = ReadyResponse),
 ))]
-pub async fn ready(
-    State(ctx): State<AppContext>,
-) -> Result<(StatusCode, Json<ReadyResponse>), ApiError> {
-    let state = AuthState::of(&ctx)?;
+pub async fn ready(State(state): State<Arc<AuthState>>) -> (StatusCode, Json<ReadyResponse>) {
     let database_up = !state.database.is_down()
-        && (state.database.ready_within(READY_CACHED_FOR) || ping(&ctx, &state).await);
+        && (state.database.ready_within(READY_CACHED_FOR) || ping(&state).await);
     let checks = ReadyChecks {
         database: if database_up { "ok" } else { "down" },
         redis: match state.limiter.redis_healthy() {
@@ -51,19 +49,23 @@ pub async fn ready(
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
     };
-    Ok((
+    (
         status,
         Json(ReadyResponse {
             status: word,
             checks,
         }),
-    ))
+    )
 }
 
 /// One round trip, bounded: a readiness probe must answer even when the
 /// database hangs.
-async fn ping(ctx: &AppContext, state: &AuthState) -> bool {
-    let ping = tokio::time::timeout(std::time::Duration::from_secs(1), ctx.db.ping()).await;
+async fn ping(state: &AuthState) -> bool {
+    let ping = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        state.database.connection().ping(),
+    )
+    .await;
     match ping {
         Ok(Ok(())) => {
             state.database.note_ready();
@@ -80,8 +82,11 @@ async fn ping(ctx: &AppContext, state: &AuthState) -> bool {
     }
 }
 
-pub fn routes() -> Routes {
+/// Served with the credential layer's state, not Loco's `AppContext` (see
+/// `auth::Credentials`).
+pub fn routes(state: &Arc<AuthState>) -> Routes {
+    use axum::routing::get;
     Routes::new()
-        .add("/health", axum::routing::get(health))
-        .add("/ready", axum::routing::get(ready))
+        .add("/health", get(health).with_state(state.clone()))
+        .add("/ready", get(ready).with_state(state.clone()))
 }

@@ -91,30 +91,25 @@ where
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 const MAX_URI_BYTES: usize = 2048;
 
-/// Middleware bounding the work any request can cause before a handler sees it:
-/// headers over 16 KiB get 431, URIs over 2 KiB get 414. (Bodies are bounded to
-/// 64 KiB by Loco's `limit_payload`.)
-pub async fn bounded_request(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
+/// Bodies over 64 KiB get 413 (see `App::after_routes`).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Bounds the work any request can cause before a handler sees it: headers
+/// over 16 KiB get 431, URIs over 2 KiB get 414.
+pub fn oversized(request: &Request) -> Option<ApiError> {
     let uri_bytes = request
         .uri()
         .path_and_query()
         .map_or(0, |path| path.as_str().len());
     if uri_bytes > MAX_URI_BYTES {
-        return ApiError::UriTooLong.into_response();
+        return Some(ApiError::UriTooLong);
     }
     let header_bytes: usize = request
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
-    if header_bytes > MAX_HEADER_BYTES {
-        return ApiError::HeadersTooLarge.into_response();
-    }
-    next.run(request).await
+    (header_bytes > MAX_HEADER_BYTES).then_some(ApiError::HeadersTooLarge)
 }
 
 /// Unknown routes, in the API's error shape rather than an empty 404.

@@ -1,10 +1,15 @@
 //! `/protected`: the three guards, one route each, with the old service's messages.
 
+use std::sync::Arc;
+
 use axum::Json;
 use loco_rs::controller::Routes;
 
 use crate::{
-    auth::extract::{AnyAuth, ServiceAuth, UserAuth},
+    auth::{
+        extract::{AnyAuth, ServiceAuth, UserAuth},
+        AuthState,
+    },
     error::ErrorBody,
     views::protected::ProtectedResponse,
 };
@@ -42,10 +47,13 @@ pub async fn flexible(auth: AnyAuth) -> Json<ProtectedResponse> {
     ))
 }
 
-pub fn routes() -> Routes {
+/// Served with the credential layer's state, not Loco's `AppContext` (see
+/// `auth::Credentials`).
+pub fn routes(state: &Arc<AuthState>) -> Routes {
+    use axum::routing::get;
     Routes::new()
         .prefix("/protected")
-        .add("/user-only", axum::routing::get(user_only))
-        .add("/service-only", axum::routing::get(service_only))
-        .add("/flexible", axum::routing::get(flexible))
+        .add("/user-only", get(user_only).with_state(state.clone()))
+        .add("/service-only", get(service_only).with_state(state.clone()))
+        .add("/flexible", get(flexible).with_state(state.clone()))
 }

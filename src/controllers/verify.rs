@@ -3,12 +3,14 @@
 //! is the forward-auth endpoint of nginx `auth_request`, Traefik ForwardAuth and
 //! Envoy ext_authz. Both answer from the verification cache, like the guards.
 
+use std::sync::Arc;
+
 use axum::{
     extract::State,
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode},
     Json,
 };
-use loco_rs::{app::AppContext, controller::Routes};
+use loco_rs::controller::Routes;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -42,16 +44,15 @@ pub struct VerifyKeyRequest {
         (status = 503, description = "The key must be looked up and the database is unreachable", body = ErrorBody),
     ))]
 pub async fn verify_key(
-    State(ctx): State<AppContext>,
+    State(state): State<Arc<AuthState>>,
     ClientIp(client): ClientIp,
     ApiJson(body): ApiJson<VerifyKeyRequest>,
 ) -> ApiResult<Json<KeyVerification>> {
-    let state = AuthState::of(&ctx)?;
     let Ok(key) = ApiKey::parse(&body.key) else {
         state.metrics.key_verified(Outcome::NotFound);
         return Ok(Json(KeyVerification::not_found()));
     };
-    let verdict = present_key(&ctx, &state, &key, client).await?;
+    let verdict = present_key(&state, &key, client).await?;
     Ok(Json(verdict.into()))
 }
 
@@ -98,21 +99,25 @@ pub async fn forward_auth(auth: AnyAuth) -> (StatusCode, HeaderMap) {
 /// method and appends the client's path to the configured prefix.
 pub const FORWARD_AUTH_ALIASES: &str = "/auth/verify/{*path}";
 
-pub fn routes() -> Routes {
+/// Served with the credential layer's state, not Loco's `AppContext` (see
+/// `auth::Credentials`).
+pub fn routes(state: &Arc<AuthState>) -> Routes {
     use axum::routing::{get, MethodFilter};
     let other_methods = MethodFilter::POST
         .or(MethodFilter::PUT)
         .or(MethodFilter::PATCH)
         .or(MethodFilter::DELETE)
         .or(MethodFilter::OPTIONS);
+    let forward = || {
+        get(forward_auth)
+            .on(other_methods, forward_auth)
+            .with_state(state.clone())
+    };
     Routes::new()
-        .add("/keys/verify", axum::routing::post(verify_key))
         .add(
-            "/auth/verify",
-            get(forward_auth).on(other_methods, forward_auth),
+            "/keys/verify",
+            axum::routing::post(verify_key).with_state(state.clone()),
         )
-        .add(
-            FORWARD_AUTH_ALIASES,
-            get(forward_auth).on(other_methods, forward_auth),
-        )
+        .add("/auth/verify", forward())
+        .add(FORWARD_AUTH_ALIASES, forward())
 }

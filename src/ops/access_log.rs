@@ -1,15 +1,11 @@
-//! Every request, observed once, outermost: it gets an id (returned in
-//! `x-request-id`, and at hand for log lines written while it runs: see
-//! [`current_request_id`]), is
-//! counted in the metrics, and, at `info`, leaves one JSON line in the access
-//! log: time, requestId, method, route (the matched template, never the path
-//! or query a client sent), status, durationMs, clientIp, and userId / keyId
-//! when a guard resolved a principal. Nothing else of the request is read, so
-//! no key, token, password, hash or email can reach the log.
-//!
-//! [`observe`] runs around routing (see `App::after_routes`), so what routing
-//! learns comes back through [`RequestNotes`]: [`RecordRouteLayer`], inside
-//! routing, notes the matched template, and the guards note the principal.
+//! Every request, observed once (by the edge, `ops::edge`): it gets an id
+//! (returned in `x-request-id`, and at hand for log lines written while it
+//! runs: see [`current_request_id`]), is counted in the metrics, and, at
+//! `info`, leaves one JSON line in the access log: time, requestId, method,
+//! route (the matched template, never the path or query a client sent),
+//! status, durationMs, clientIp, and userId / keyId when a guard resolved a
+//! principal. Nothing else of the request is read, so no key, token,
+//! password, hash or email can reach the log.
 //!
 //! Lines are handed to a thread of their own (`tracing-appender`'s
 //! non-blocking writer) and written from there in batches: a request never
@@ -17,23 +13,21 @@
 //! further lines are dropped rather than slow the requests down.
 
 use std::{
+    future::Future,
     io::Write,
     net::IpAddr,
     sync::{Arc, Mutex, OnceLock, PoisonError},
-    task::{Context, Poll},
     time::Instant,
 };
 
 use axum::{
-    extract::{MatchedPath, Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue},
-    middleware::Next,
+    extract::Request,
+    http::{HeaderMap, HeaderName, HeaderValue, Method},
     response::Response,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use loco_rs::{config::Logger, logger::LogLevel};
 use serde::Serialize;
-use tower::{Layer, Service};
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use uuid::Uuid;
 
@@ -63,69 +57,6 @@ pub struct Principal {
     pub user_id: Uuid,
     /// Set when the credential was an API key.
     pub key_id: Option<Uuid>,
-}
-
-/// What routing and the guards learn about a request, for [`observe`]: the
-/// matched route template and the principal.
-#[derive(Clone, Default)]
-pub struct RequestNotes(Arc<Notes>);
-
-#[derive(Default)]
-struct Notes {
-    route: OnceLock<MatchedPath>,
-    principal: OnceLock<Principal>,
-}
-
-impl RequestNotes {
-    pub fn principal(&self, principal: Principal) {
-        let _ = self.0.principal.set(principal);
-    }
-
-    fn route(&self) -> RouteLabel {
-        self.0.route.get().map_or(RouteLabel::Unmatched, |path| {
-            RouteLabel::Matched(path.clone())
-        })
-    }
-}
-
-/// Inside routing: notes the matched route template for [`observe`]. Calls
-/// straight through (no clone of the services below, unlike `from_fn`).
-#[derive(Clone, Copy, Default)]
-pub struct RecordRouteLayer;
-
-impl<S> Layer<S> for RecordRouteLayer {
-    type Service = RecordRoute<S>;
-
-    fn layer(&self, inner: S) -> RecordRoute<S> {
-        RecordRoute(inner)
-    }
-}
-
-#[derive(Clone)]
-pub struct RecordRoute<S>(S);
-
-impl<S, B> Service<axum::http::Request<B>> for RecordRoute<S>
-where
-    S: Service<axum::http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: axum::http::Request<B>) -> S::Future {
-        let extensions = request.extensions();
-        if let (Some(path), Some(notes)) = (
-            extensions.get::<MatchedPath>(),
-            extensions.get::<RequestNotes>(),
-        ) {
-            let _ = notes.0.route.set(path.clone());
-        }
-        self.0.call(request)
-    }
 }
 
 /// The access log's destination: none until [`AccessLog::write_to`].
@@ -228,51 +159,73 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         })
 }
 
-/// Middleware around everything else: request id, metrics, access log.
-pub async fn observe(
-    State(state): State<Arc<AuthState>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let request_id = request_id(request.headers());
-    let method = request.method().clone();
-    let notes = RequestNotes::default();
-    request.extensions_mut().insert(notes.clone());
-    let logged = state.access_log.is_on().then(|| {
-        let client_ip = client_ip_of(
-            request.headers(),
-            request.extensions(),
-            &state.settings.trusted_proxies,
-        );
-        (Utc::now(), client_ip)
-    });
-    let id = Arc::from(request_id.to_str().unwrap_or_default());
-    let mut response = REQUEST_ID.scope(id, next.run(request)).await;
+/// One request under observation, from its arrival to its response: its id
+/// (kept from the client when safe, else a fresh UUID), and for the access
+/// log, the time it arrived and who sent it.
+pub struct Observed {
+    started: Instant,
+    request_id: HeaderValue,
+    method: Method,
+    logged: Option<(DateTime<Utc>, Option<IpAddr>)>,
+}
 
-    let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    let route = notes.route();
-    state
-        .metrics
-        .request(&method, &route, status, elapsed.as_secs_f64());
-    if let Some((arrived, client_ip)) = logged {
-        let principal = notes.0.principal.get();
-        state.access_log.write(&AccessLine {
-            time: timestamp(arrived),
-            request_id: request_id.to_str().unwrap_or_default(),
-            method: method_label(&method),
-            route: route.as_str(),
-            status,
-            // Whole microseconds, so the number prints short.
-            duration_ms: u32::try_from(elapsed.as_micros()).map_or(f64::MAX, f64::from) / 1000.0,
-            client_ip,
-            user_id: principal.map(|principal| principal.user_id),
-            key_id: principal.and_then(|principal| principal.key_id),
+impl Observed {
+    pub fn begin(state: &AuthState, request: &Request) -> Self {
+        let logged = state.access_log.is_on().then(|| {
+            let client_ip = client_ip_of(
+                request.headers(),
+                request.extensions(),
+                &state.settings.trusted_proxies,
+            );
+            (Utc::now(), client_ip)
         });
+        Self {
+            started: Instant::now(),
+            request_id: request_id(request.headers()),
+            method: request.method().clone(),
+            logged,
+        }
     }
-    response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
-    response
+
+    /// Runs `answer` with the request's id at hand ([`current_request_id`]).
+    pub async fn scope<F: Future>(&self, answer: F) -> F::Output {
+        let id = Arc::from(self.request_id.to_str().unwrap_or_default());
+        REQUEST_ID.scope(id, answer).await
+    }
+
+    /// Counts the request in the metrics, writes its line, and answers its id
+    /// in `x-request-id`.
+    pub fn finish(
+        self,
+        state: &AuthState,
+        route: &RouteLabel,
+        principal: Option<Principal>,
+        response: &mut Response,
+    ) {
+        let elapsed = self.started.elapsed();
+        let status = response.status().as_u16();
+        state
+            .metrics
+            .request(&self.method, route, status, elapsed.as_secs_f64());
+        if let Some((arrived, client_ip)) = self.logged {
+            state.access_log.write(&AccessLine {
+                time: timestamp(arrived),
+                request_id: self.request_id.to_str().unwrap_or_default(),
+                method: method_label(&self.method),
+                route: route.as_str(),
+                status,
+                // Whole microseconds, so the number prints short.
+                duration_ms: u32::try_from(elapsed.as_micros()).map_or(f64::MAX, f64::from)
+                    / 1000.0,
+                client_ip,
+                user_id: principal.map(|principal| principal.user_id),
+                key_id: principal.and_then(|principal| principal.key_id),
+            });
+        }
+        response
+            .headers_mut()
+            .insert(REQUEST_ID_HEADER, self.request_id);
+    }
 }
 
 fn timestamp(at: DateTime<Utc>) -> String {

@@ -53,6 +53,11 @@ impl DatabaseHealth {
         })
     }
 
+    /// The database whose health this is.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     pub fn is_down(&self) -> bool {
         self.down.load(Ordering::Relaxed)
     }

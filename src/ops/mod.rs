@@ -5,6 +5,7 @@
 
 pub mod access_log;
 pub mod database;
+pub mod edge;
 pub mod metrics;
 pub mod migrations;
 pub mod server;

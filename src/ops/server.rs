@@ -10,12 +10,7 @@
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{
-    body::Body,
-    http::{header, Request, StatusCode},
-    response::{IntoResponse, Response},
-    Router,
-};
+use axum::{body::Body, http::Request, Router};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -31,35 +26,13 @@ use tokio::{
     sync::Semaphore,
 };
 use tokio_rustls::TlsAcceptor;
-use tower::{layer::util::Stack, util::MapResponseLayer, Service, ServiceExt};
-use tower_http::timeout::TimeoutLayer;
+use tower::{Service, ServiceExt};
 
-use crate::{error::ApiError, settings::Http};
+use crate::settings::Http;
 
 /// After a failed `accept` (out of file descriptors, say), wait this long
 /// rather than spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-
-/// The request timeout and its 408 in the API's error shape.
-pub type RequestTimeoutLayer = Stack<TimeoutLayer, MapResponseLayer<fn(Response) -> Response>>;
-
-/// Answers 408 when a request takes longer than `timeout`.
-pub fn request_timeout(timeout: Duration) -> RequestTimeoutLayer {
-    Stack::new(
-        TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout),
-        MapResponseLayer::new(shape_timeout as fn(Response) -> Response),
-    )
-}
-
-/// tower-http's timeout answers with an empty body.
-fn shape_timeout(response: Response) -> Response {
-    if response.status() == StatusCode::REQUEST_TIMEOUT
-        && !response.headers().contains_key(header::CONTENT_TYPE)
-    {
-        return ApiError::RequestTimeout.into_response();
-    }
-    response
-}
 
 /// Serves `router` on `listener` (over TLS when `tls` is given) until
 /// `shutdown` completes, then lets in-flight requests finish for at most
@@ -174,39 +147,4 @@ async fn serve_connection<I>(
         .into_owned();
     // A client that resets or times out ends its own connection; nothing to report.
     let _ = watcher.watch(connection).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::routing::get;
-
-    #[tokio::test]
-    async fn a_request_over_its_time_gets_408_in_the_error_shape() {
-        let router = Router::new()
-            .route(
-                "/slow",
-                get(|| async {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    "late"
-                }),
-            )
-            .route("/fast", get(|| async { "ok" }));
-        let router = router.layer(request_timeout(Duration::from_millis(50)));
-        let slow = router
-            .clone()
-            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
-        let body = axum::body::to_bytes(slow.into_body(), 1024).await.unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(body["statusCode"], 408);
-        assert_eq!(body["message"], "Request took too long");
-        let fast = router
-            .oneshot(Request::get("/fast").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(fast.status(), StatusCode::OK);
-    }
 }
