@@ -56,10 +56,9 @@ pub async fn verify_key(
     let mut rate_limit = None;
     if outcome == Outcome::Valid {
         if let Some(limit) = record.rate_limit.or(state.settings.limits.default_key) {
-            let usage = state
-                .limiter
-                .hit(&format!("key:{}", record.key_id), limit)
-                .await;
+            // Boxed: a Redis round trip's future is large, and it would
+            // otherwise make every key's verification carry its size.
+            let usage = Box::pin(state.limiter.hit(&format!("key:{}", record.key_id), limit)).await;
             if usage.exceeded() {
                 outcome = Outcome::RateLimited;
                 // The first refusal of the window, on whichever instance

@@ -27,7 +27,8 @@ use axum::{
     extract::{MatchedPath, Request},
     response::{IntoResponse, Response},
 };
-use tower::{Layer, Service, ServiceExt};
+use futures_util::future::Either;
+use tower::{Layer, Service};
 
 use super::{
     access_log::{Observed, Principal},
@@ -70,54 +71,42 @@ pub struct Edge<S> {
 
 impl<S> Service<Request> for Edge<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send,
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    /// Always ready: the inner service's readiness is awaited per request.
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
-        let (inner, state) = (self.inner.clone(), self.state.clone());
-        Box::pin(async move { Ok(edge(&state, inner, request).await) })
+    /// The inner service is called here, so that the future holds only its
+    /// future (it is moved whole a few times; the smaller the better).
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let state = self.state.clone();
+        let notes = RequestNotes::default();
+        request.extensions_mut().insert(notes.clone());
+        let observed = Observed::begin(&state, &request);
+        let answer = match controllers::oversized(&request) {
+            Some(refusal) => Either::Left(std::future::ready(Ok(refusal.into_response()))),
+            None => Either::Right(self.inner.call(request)),
+        };
+        Box::pin(async move {
+            let timeout = state.settings.http.request_timeout;
+            let mut response = observed.scope(within(timeout, answer)).await;
+            if let Some(DatabaseUnreachable { lost }) = response.extensions().get() {
+                state.database.report(*lost);
+            }
+            if let Some(usage) = notes.0.rate_limit.get() {
+                usage.insert_headers(response.headers_mut());
+            }
+            let principal = notes.0.principal.get().copied();
+            observed.finish(&state, &notes.route(), principal, &mut response);
+            Ok(response)
+        })
     }
-}
-
-async fn edge<S>(state: &AuthState, inner: S, mut request: Request) -> Response
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    let notes = RequestNotes::default();
-    request.extensions_mut().insert(notes.clone());
-    let observed = Observed::begin(state, &request);
-    let timeout = state.settings.http.request_timeout;
-    let mut response = observed.scope(answer(timeout, inner, request)).await;
-    if let Some(DatabaseUnreachable { lost }) = response.extensions().get() {
-        state.database.report(*lost);
-    }
-    if let Some(usage) = notes.0.rate_limit.get() {
-        usage.insert_headers(response.headers_mut());
-    }
-    let principal = notes.0.principal.get().copied();
-    observed.finish(state, &notes.route(), principal, &mut response);
-    response
-}
-
-/// The inner service's answer, unless the request is oversized or its time
-/// runs out.
-async fn answer<S>(timeout: Duration, inner: S, request: Request) -> Response
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    if let Some(refusal) = controllers::oversized(&request) {
-        return refusal.into_response();
-    }
-    within(timeout, inner.oneshot(request)).await
 }
 
 /// 408 in the error shape when `answer` takes longer than `timeout`.
