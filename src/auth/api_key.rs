@@ -15,8 +15,9 @@ const DISPLAY_PREFIX_LEN: usize = PREFIX.len() + 8;
 
 /// A well-formed key with a valid checksum. It can only be built by
 /// [`ApiKey::generate`] or [`ApiKey::parse`], and it never prints itself.
+/// Its text is kept inline (ASCII, fixed length): parsing one allocates nothing.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
+pub struct ApiKey([u8; KEY_LEN]);
 
 /// The SHA-256 of a key: what the cache knows a key by; the database stores it
 /// hex encoded. Kept as bytes so the hot path neither allocates nor encodes.
@@ -52,11 +53,13 @@ impl ApiKey {
         let mut random = [0u8; RANDOM_BYTES];
         getrandom::fill(&mut random)?;
         let checksum = crc32fast::hash(&random).to_be_bytes();
-        Ok(Self(format!(
-            "{PREFIX}{}{}",
-            hex::encode(random),
-            hex::encode(checksum)
-        )))
+        let mut text = [0u8; KEY_LEN];
+        let (prefix, hex_part) = text.split_at_mut(PREFIX.len());
+        prefix.copy_from_slice(PREFIX.as_bytes());
+        let (random_hex, checksum_hex) = hex_part.split_at_mut(2 * RANDOM_BYTES);
+        hex::encode_to_slice(random, random_hex).expect("sized for the random bytes");
+        hex::encode_to_slice(checksum, checksum_hex).expect("sized for the checksum");
+        Ok(Self(text))
     }
 
     /// Accepts only `sk_` + 64 lowercase hex digits whose last 4 bytes are the CRC32
@@ -81,21 +84,24 @@ impl ApiKey {
         if crc32fast::hash(random).to_be_bytes() != checksum {
             return Err(KeyFormatError::Checksum);
         }
-        Ok(Self(text.to_string()))
+        let mut key = [0u8; KEY_LEN];
+        key.copy_from_slice(text.as_bytes());
+        Ok(Self(key))
     }
 
     pub fn hash(&self) -> KeyHash {
-        KeyHash(Sha256::digest(self.0.as_bytes()).into())
+        KeyHash(Sha256::digest(self.0).into())
     }
 
     /// The part of the key that may be shown again, e.g. `sk_1a2b3c4d`.
     pub fn display_prefix(&self) -> &str {
-        &self.0[..DISPLAY_PREFIX_LEN]
+        &self.reveal()[..DISPLAY_PREFIX_LEN]
     }
 
     /// The whole key, for the one response that reveals it.
     pub fn reveal(&self) -> &str {
-        &self.0
+        // `sk_` and hex digits, checked by `parse` or written by `generate`.
+        std::str::from_utf8(&self.0).expect("a key is ASCII")
     }
 }
 

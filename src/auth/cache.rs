@@ -30,7 +30,8 @@ pub struct KeyRecord {
     pub key_id: Uuid,
     pub user_id: Uuid,
     pub name: String,
-    pub email: String,
+    /// Shared with the principals made from it: no copy per request.
+    pub email: Arc<str>,
     pub revoked: bool,
     pub owner_active: bool,
     pub expires_at: Option<DateTime<Utc>>,
@@ -42,7 +43,7 @@ pub struct KeyRecord {
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
     pub user_id: Uuid,
-    pub email: String,
+    pub email: Arc<str>,
     pub usable: bool,
     pub expires_at: DateTime<Utc>,
 }
@@ -53,7 +54,7 @@ impl From<KeyRow> for KeyRecord {
             key_id: row.id,
             user_id: row.user_id,
             name: row.name,
-            email: row.email,
+            email: row.email.into(),
             revoked: !row.key_active,
             owner_active: row.user_active,
             expires_at: row.expires_at,
@@ -66,7 +67,7 @@ impl From<SessionRow> for SessionRecord {
     fn from(row: SessionRow) -> Self {
         Self {
             user_id: row.user_id,
-            email: row.email,
+            email: row.email.into(),
             usable: !row.revoked && row.user_active,
             expires_at: row.expires_at,
         }

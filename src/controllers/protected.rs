@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use loco_rs::controller::Routes;
 
 use crate::{
@@ -11,14 +10,14 @@ use crate::{
         AuthState,
     },
     error::ErrorBody,
-    views::protected::ProtectedResponse,
+    views::{protected::ProtectedResponse, JsonBody},
 };
 
 /// Users only: a Bearer access token.
 #[utoipa::path(get, path = "/protected/user-only", tag = "protected", security(("bearerAuth" = [])),
     responses((status = 200, body = ProtectedResponse), (status = 401, body = ErrorBody)))]
-pub async fn user_only(UserAuth(principal): UserAuth) -> Json<ProtectedResponse> {
-    Json(ProtectedResponse::for_user(
+pub async fn user_only(UserAuth(principal): UserAuth) -> JsonBody<ProtectedResponse> {
+    JsonBody(ProtectedResponse::for_user(
         "This route is accessible only with user JWT token",
         principal,
     ))
@@ -28,8 +27,8 @@ pub async fn user_only(UserAuth(principal): UserAuth) -> Json<ProtectedResponse>
 #[utoipa::path(get, path = "/protected/service-only", tag = "protected", security(("apiKey" = [])),
     responses((status = 200, body = ProtectedResponse), (status = 401, body = ErrorBody),
         (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
-pub async fn service_only(ServiceAuth(principal): ServiceAuth) -> Json<ProtectedResponse> {
-    Json(ProtectedResponse::for_service(
+pub async fn service_only(ServiceAuth(principal): ServiceAuth) -> JsonBody<ProtectedResponse> {
+    JsonBody(ProtectedResponse::for_service(
         "This route is accessible only with API key",
         principal,
     ))
@@ -40,8 +39,8 @@ pub async fn service_only(ServiceAuth(principal): ServiceAuth) -> Json<Protected
     security(("bearerAuth" = []), ("apiKey" = [])),
     responses((status = 200, body = ProtectedResponse), (status = 401, body = ErrorBody),
         (status = 429, description = "Over the key's rate limit", body = ErrorBody)))]
-pub async fn flexible(auth: AnyAuth) -> Json<ProtectedResponse> {
-    Json(ProtectedResponse::for_any(
+pub async fn flexible(auth: AnyAuth) -> JsonBody<ProtectedResponse> {
+    JsonBody(ProtectedResponse::for_any(
         "This route accepts both user JWT and API key",
         auth,
     ))

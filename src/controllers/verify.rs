@@ -8,7 +8,6 @@ use std::sync::Arc;
 use axum::{
     extract::State,
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode},
-    Json,
 };
 use loco_rs::controller::Routes;
 use serde::Deserialize;
@@ -23,7 +22,7 @@ use crate::{
         AuthState,
     },
     error::{ApiResult, ErrorBody},
-    views::verify::KeyVerification,
+    views::{verify::KeyVerification, JsonBody},
 };
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -47,13 +46,13 @@ pub async fn verify_key(
     State(state): State<Arc<AuthState>>,
     ClientIp(client): ClientIp,
     ApiJson(body): ApiJson<VerifyKeyRequest>,
-) -> ApiResult<Json<KeyVerification>> {
+) -> ApiResult<JsonBody<KeyVerification>> {
     let Ok(key) = ApiKey::parse(&body.key) else {
         state.metrics.key_verified(Outcome::NotFound);
-        return Ok(Json(KeyVerification::not_found()));
+        return Ok(JsonBody(KeyVerification::not_found()));
     };
     let verdict = present_key(&state, &key, client).await?;
-    Ok(Json(verdict.into()))
+    Ok(JsonBody(verdict.into()))
 }
 
 /// Forward auth: the flexible guard's rules (`x-api-key` decides when present,

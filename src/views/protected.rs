@@ -1,5 +1,7 @@
 //! Bodies of the `/protected` routes: who called, and with which credential.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -17,7 +19,8 @@ pub enum AccessType {
 #[serde(rename_all = "camelCase")]
 pub struct PrincipalView {
     pub user_id: Uuid,
-    pub email: String,
+    #[schema(value_type = String)]
+    pub email: Arc<str>,
     #[serde(rename = "type")]
     pub kind: AccessType,
     /// Present for API-key callers.
