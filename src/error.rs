@@ -168,7 +168,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(body)).into_response();
         if let Self::DatabaseUnavailable { lost } = self {
-            // Tells `ops::database::observe` that this instance lost its database.
+            // Tells the edge (`ops::edge`) that this instance lost its database.
             response
                 .extensions_mut()
                 .insert(DatabaseUnreachable { lost });

@@ -24,7 +24,7 @@ use axum::{
 };
 use sea_orm::{ConnAcquireErr, DatabaseConnection, DbErr, RuntimeErr};
 
-use crate::error::{ApiError, DatabaseUnreachable};
+use crate::error::ApiError;
 
 /// What a 503 tells a client to wait.
 pub const RETRY_AFTER_SECS: u64 = 1;
@@ -217,20 +217,6 @@ fn classify_sqlx(err: &sqlx::Error) -> Failure {
         }
         _ => Failure::Statement,
     }
-}
-
-/// Middleware on every route: a response that failed for want of the database
-/// marks it down, so that the next requests fail fast.
-pub async fn observe(
-    State(health): State<Arc<DatabaseHealth>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let response = next.run(request).await;
-    if let Some(DatabaseUnreachable { lost }) = response.extensions().get() {
-        health.report(*lost);
-    }
-    response
 }
 
 /// Middleware on the routes that cannot answer without the database: 503 at
