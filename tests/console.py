@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -431,6 +432,47 @@ def the_events_page_lists_all_of_it(walk):
     walk.shot(page, "9-events")
 
 
+def an_expired_access_token_is_refreshed_once_and_the_call_retried(walk):
+    """The API refuses the access token once, as it does past its lifetime: the
+    console trades its refresh token for a new pair (once) and repeats the call,
+    and the person sees the page, not an error."""
+    page = walk.page
+    refused = []
+
+    def refuse_once(route):
+        if route.request.method == "GET" and not refused:
+            refused.append(route.request.url)
+            route.fulfill(status=401, content_type="application/json", body=json.dumps({
+                "statusCode": 401, "error": "Unauthorized",
+                "message": "Invalid or missing access token"}))
+        else:
+            route.continue_()
+
+    def is_keys(url):
+        return urllib.parse.urlsplit(url).path == "/keys"
+
+    refreshes = []
+
+    def note_refresh(response):
+        if response.url.endswith("/auth/refresh"):
+            refreshes.append(response.status)
+
+    page.on("response", note_refresh)
+    page.route(is_keys, refuse_once)
+    try:
+        with page.expect_response(lambda r: is_keys(r.url) and r.status == 200) as listed:
+            page.get_by_role("link", name="Keys", exact=True).click()
+        assert listed.value.request.method == "GET"
+    finally:
+        page.unroute(is_keys, refuse_once)
+        page.remove_listener("response", note_refresh)
+    expect(page.locator("tr[data-key-id]").first).to_be_visible()
+    expect(page.get_by_text("Could not load your keys")).to_have_count(0)
+    expect(page.get_by_text("Your session has ended")).to_have_count(0)
+    assert len(refused) == 1, refused
+    assert refreshes == [200], refreshes
+
+
 def signing_out_ends_the_session_on_the_server(walk):
     page = walk.page
     assert status_of("GET", "/auth/me", token=walk.access) == 200
@@ -506,6 +548,7 @@ STEPS = [
     revoking_asks_first_then_the_key_is_refused,
     webhooks_show_their_secret_once_and_deliver_a_test,
     the_events_page_lists_all_of_it,
+    an_expired_access_token_is_refreshed_once_and_the_call_retried,
     signing_out_ends_the_session_on_the_server,
     at_375_px_by_keyboard_every_page_fits,
 ]
