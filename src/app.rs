@@ -173,6 +173,7 @@ impl Hooks for App {
         let around = ServiceBuilder::new()
             .layer(ops::edge::EdgeLayer::new(state.clone()))
             .option_layer(cors_layer(&state.settings.cors_origins)?)
+            // The panic catcher boxes the body its own way; back to axum's.
             .map_response(|response: axum::http::Response<_>| response.map(axum::body::Body::new))
             .layer(CatchPanicLayer::custom(answer_panic))
             .layer(DefaultBodyLimit::max(controllers::MAX_BODY_BYTES))
