@@ -313,6 +313,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_panic_is_a_500_in_the_error_shape_without_its_message() {
+        let router = AxumRouter::new()
+            .route("/boom", get(|| async { panic!("secret detail") as &str }))
+            .layer(CatchPanicLayer::custom(answer_panic));
+        let response = router
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["statusCode"], 500);
+        assert_eq!(body["message"], "Internal server error");
+        assert!(!body.to_string().contains("secret detail"));
+    }
+
+    #[tokio::test]
     async fn no_cors_by_default() {
         assert!(cors_layer(&[]).unwrap().is_none());
         let headers = preflight(None, "https://app.example.com").await;
