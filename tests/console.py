@@ -430,6 +430,25 @@ def the_events_page_lists_all_of_it(walk):
         expect(page.locator(f'tr[data-event-type="{event_type}"]').first).to_be_visible()
     expect(page.locator('tr[data-event-type="key.created"]').first).to_contain_text("billing")
     walk.shot(page, "9-events")
+    # A page holds 25 events: 25 new keys fill the first, and what was there
+    # moves to the second.
+    for n in range(25):
+        status, _, body = call("POST", "/keys/create", {"name": f"paging-{n}"}, token=walk.access)
+        assert status == 201, body
+    page.get_by_role("button", name="Refresh").click()
+    rows = page.locator("tr[data-event-type]")
+    expect(page.locator('tr[data-event-type="key.created"]')).to_have_count(25)
+    expect(rows).to_have_count(25)
+    pager = page.get_by_role("navigation", name="Event pages")
+    expect(pager.get_by_role("button", name="← Newer")).to_be_disabled()
+    pager.get_by_role("button", name="Older →").click()
+    expect(pager).to_contain_text("Page 2")
+    for event_type in types:
+        expect(page.locator(f'tr[data-event-type="{event_type}"]').first).to_be_visible()
+    expect(page.get_by_text("paging-")).to_have_count(0)
+    pager.get_by_role("button", name="← Newer").click()
+    expect(pager).to_contain_text("Page 1")
+    expect(page.locator('tr[data-event-type="key.created"]')).to_have_count(25)
 
 
 def an_expired_access_token_is_refreshed_once_and_the_call_retried(walk):
