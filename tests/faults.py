@@ -38,6 +38,8 @@ import urllib.parse
 import uuid
 import zlib
 
+import harness
+
 BINARY = sys.argv[1] if len(sys.argv) > 1 else "target/debug/authgate-cli"
 DATABASE_URL = os.environ["DATABASE_URL"]
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
@@ -233,13 +235,7 @@ class Instance:
         raise AssertionError(f"instance on port {self.port} not healthy within {timeout:.0f} s")
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        harness.stop(self.process)
         self.log.close()
 
     def tail(self, lines=20, width=600):

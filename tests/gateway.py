@@ -41,6 +41,8 @@ import uuid
 import zlib
 from datetime import datetime, timedelta, timezone
 
+import harness
+
 BINARY = sys.argv[1] if len(sys.argv) > 1 else "target/debug/authgate-cli"
 DATABASE_URL = os.environ["DATABASE_URL"]
 NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
@@ -195,13 +197,7 @@ class Authgate:
         raise AssertionError(f"authgate not healthy within {timeout:.0f} s")
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        harness.stop(self.process)
         self.log.close()
 
 
@@ -268,13 +264,7 @@ class Nginx:
             return ""
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()  # SIGTERM: fast shutdown
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        harness.stop(self.process, grace=10)  # nginx: SIGTERM is its fast shutdown
 
 
 # --- helpers against authgate directly ----------------------------------------

@@ -42,6 +42,8 @@ import uuid
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+import harness
+
 BINARY = sys.argv[1] if len(sys.argv) > 1 else "target/debug/authgate-cli"
 DATABASE_URL = os.environ["DATABASE_URL"]
 PASSWORD = "correct horse battery"
@@ -192,13 +194,7 @@ class Instance:
         self.process.wait(timeout=10)
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        harness.stop(self.process)
         self.log.close()
 
     def tail(self, lines=15):
