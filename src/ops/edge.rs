@@ -7,8 +7,9 @@
 //!
 //! One hand-written service rather than a `from_fn` middleware per concern:
 //! each of those boxed its future and its `Next` and cloned the service
-//! inside it on every request (counted with a probe on malloc and seen in
-//! `perf`: four of them were a third of a `/health` request's allocations).
+//! inside it on every request. (With the other changes of the same commits,
+//! a `/health` request went from 86 allocations to 36: a malloc uprobe over
+//! 20,000 requests; README, "Benchmark".)
 //!
 //! Routing reports back through [`RequestNotes`], an extension the edge puts
 //! on the request: [`RecordRouteLayer`], inside routing, notes the matched
