@@ -164,7 +164,9 @@ impl Hooks for App {
     /// Loco's middlewares do, which are therefore off: see `middlewares`):
     /// axum clones a route's whole chain of services, down to the handler and
     /// its `AppContext`, at every layer of it, on every request; around the
-    /// router, a layer's clone is an `Arc`'s.
+    /// router, that chain is cloned once per request, and cheaply (`Arc`s),
+    /// but for CORS when `CORS_ORIGINS` is set (its lists of origins and
+    /// headers).
     async fn after_routes(router: AxumRouter, ctx: &AppContext) -> Result<AxumRouter> {
         let state = AuthState::of(ctx).map_err(|err| Error::Message(err.to_string()))?;
         let routed = router

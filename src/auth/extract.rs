@@ -100,7 +100,7 @@ impl<S: Credentials> FromRequestParts<S> for AnyAuth {
 }
 
 async fn user_principal(parts: &Parts, state: &AuthState) -> Result<UserPrincipal, ApiError> {
-    let token = bearer_token(parts).ok_or(ApiError::unauthorized(INVALID_TOKEN))?;
+    let token = bearer_token(&parts.headers).ok_or(ApiError::unauthorized(INVALID_TOKEN))?;
     let now = Utc::now();
     let claims = access_claims(state, token, now).map_err(|rejection| {
         state.metrics.token_verified(TokenOutcome::from(rejection));
@@ -160,8 +160,9 @@ fn note_principal(parts: &Parts, user_id: Uuid, key_id: Option<Uuid>) {
     }
 }
 
-fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+/// The token of an `Authorization: Bearer …` header (the scheme in any case).
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -452,8 +453,6 @@ fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
-        .collect::<Vec<_>>()
-        .into_iter()
         .rev()
         .find(|hop| !is_trusted(hop))
         .unwrap_or(peer)

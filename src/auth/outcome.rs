@@ -66,7 +66,6 @@ pub async fn verify_key(
                 if usage.used == limit.max.saturating_add(1) {
                     state.rate_limited.record(RateLimitedKey {
                         key_id: record.key_id,
-                        user_id: record.user_id,
                         at: now,
                         requests: limit.max,
                         per_seconds: limit.window.as_secs(),

@@ -9,7 +9,8 @@
 //! request path: requests only write rows.
 //!
 //! An attempt is bounded: 15 s in all, no redirects followed, at most 64 KiB of
-//! the response read. The same loop sweeps for expired keys (`key.expired`).
+//! the response read. A ticker of its own, started beside the loop, sweeps
+//! for expired keys (`key.expired`).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -228,8 +229,8 @@ impl Deliverer {
         at: DateTime<Utc>,
         failing_for: TimeDelta,
     ) -> AfterFailure {
-        if let Some(reason) = &response.fatal {
-            return AfterFailure::Disable(reason.clone());
+        if response.fatal {
+            return AfterFailure::Disable(response.error.clone().unwrap_or_default());
         }
         if response.status == Some(StatusCode::GONE) {
             return AfterFailure::Disable("The endpoint answered 410 Gone".into());
@@ -313,7 +314,7 @@ impl Deliverer {
             status: Some(status),
             error,
             retry_after,
-            fatal: None,
+            fatal: false,
             duration: started.elapsed(),
         }
     }
@@ -332,8 +333,8 @@ struct Response {
     status: Option<StatusCode>,
     error: Option<String>,
     retry_after: Option<Duration>,
-    /// Never deliverable as it stands: the endpoint is disabled for this.
-    fatal: Option<String>,
+    /// Never deliverable as it stands: the endpoint is disabled for `error`.
+    fatal: bool,
     duration: Duration,
 }
 
@@ -347,7 +348,7 @@ impl Response {
             status: None,
             error: Some(error),
             retry_after: None,
-            fatal: None,
+            fatal: false,
             duration,
         }
     }
@@ -355,9 +356,9 @@ impl Response {
     fn fatal(reason: String) -> Self {
         Self {
             status: None,
-            error: Some(reason.clone()),
+            error: Some(reason),
             retry_after: None,
-            fatal: Some(reason),
+            fatal: true,
             duration: Duration::ZERO,
         }
     }

@@ -18,7 +18,6 @@ const MAX_PENDING: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimitedKey {
     pub key_id: Uuid,
-    pub user_id: Uuid,
     pub at: DateTime<Utc>,
     /// The limit: `requests` per `per_seconds`.
     pub requests: u32,
@@ -60,7 +59,6 @@ mod tests {
     fn note(n: u128) -> RateLimitedKey {
         RateLimitedKey {
             key_id: Uuid::from_u128(n),
-            user_id: Uuid::nil(),
             at: Utc::now(),
             requests: 1,
             per_seconds: 60,

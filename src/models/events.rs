@@ -116,7 +116,7 @@ pub async fn record<C: ConnectionTrait>(db: &C, event: NewEvent) -> Result<Model
 ///
 /// # Errors
 /// Database errors.
-pub async fn record_to<C: ConnectionTrait>(
+async fn record_to<C: ConnectionTrait>(
     db: &C,
     event: NewEvent,
     fanout: Fanout,

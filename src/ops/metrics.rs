@@ -1,15 +1,16 @@
 //! Prometheus metrics for `GET /metrics`: requests by route and status, key and
 //! token verifications by outcome, cache hits, and the queues that hold work in
-//! memory. Counting is an atomic increment on the request path (counters of a
-//! fixed label set are resolved once, at start-up); gauges are read when
-//! scraped. Label values are bounded: route templates, outcome names, status
+//! memory. Counters of a fixed label set are resolved once, at start-up, and
+//! counting them is an atomic increment; requests by route and status are
+//! found per request in their families (a read lock and a hash); gauges are
+//! read when scraped. Label values are bounded: route templates, outcome names, status
 //! codes, never an id, email, key or address.
 
 use std::hash::{Hash, Hasher};
 
 use axum::{
     extract::MatchedPath,
-    http::{header, HeaderMap, Method},
+    http::{HeaderMap, Method},
 };
 use prometheus_client::{
     encoding::{text, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
@@ -19,7 +20,9 @@ use prometheus_client::{
 use sha2::{Digest, Sha256};
 
 use crate::{
-    auth::{cache::Lookup, outcome::Outcome, tokens::TokenRejection, AuthState},
+    auth::{
+        cache::Lookup, extract::bearer_token, outcome::Outcome, tokens::TokenRejection, AuthState,
+    },
     error::ApiError,
     settings::MetricsAccess,
 };
@@ -446,12 +449,7 @@ pub fn authorize(access: &MetricsAccess, headers: &HeaderMap) -> Result<(), ApiE
         MetricsAccess::Open => Ok(()),
         MetricsAccess::Hidden => Err(ApiError::RouteNotFound),
         MetricsAccess::Token(expected) => {
-            let presented = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.split_once(' '))
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, token)| token.trim());
+            let presented = bearer_token(headers);
             // Compared as digests: equal lengths, so the time taken says nothing
             // about how much of the token was right.
             let matches = presented.is_some_and(|token| {

@@ -1,7 +1,7 @@
 //! The HTTP server, bounded against slow and hostile clients: request headers
 //! must arrive within `HEADER_TIMEOUT` (hyper starts that clock whenever a
 //! connection waits for a request head, so an idle keep-alive connection closes
-//! after it too), a request is answered within `REQUEST_TIMEOUT` (408 after),
+//! after it too; `REQUEST_TIMEOUT`, 408 after, is the edge's: `ops::edge`),
 //! at most `MAX_CONNECTIONS` connections are served at once (more wait in the
 //! kernel's backlog), and after SIGTERM in-flight requests get
 //! `SHUTDOWN_TIMEOUT` before their connections are dropped. With TLS, the

@@ -5,7 +5,7 @@
 use loco_rs::{
     app::AppContext,
     task::{Task, TaskInfo, Vars},
-    Error, Result,
+    Result,
 };
 
 use crate::models::events;
@@ -23,10 +23,7 @@ impl Task for PruneEvents {
     }
 
     async fn run(&self, ctx: &AppContext, vars: &Vars) -> Result<()> {
-        let days: u32 = vars
-            .cli_arg("days")?
-            .parse()
-            .map_err(|_| Error::Message("days must be a whole number".into()))?;
+        let days = super::days_arg(vars)?;
         let deleted = events::prune(&ctx.db, days).await?;
         println!("{deleted} events deleted");
         Ok(())

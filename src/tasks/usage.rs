@@ -4,7 +4,7 @@
 use loco_rs::{
     app::AppContext,
     task::{Task, TaskInfo, Vars},
-    Error, Result,
+    Result,
 };
 
 use crate::models::key_usage;
@@ -21,10 +21,7 @@ impl Task for PruneUsage {
     }
 
     async fn run(&self, ctx: &AppContext, vars: &Vars) -> Result<()> {
-        let days: u32 = vars
-            .cli_arg("days")?
-            .parse()
-            .map_err(|_| Error::Message("days must be a whole number".into()))?;
+        let days = super::days_arg(vars)?;
         let deleted = key_usage::prune(&ctx.db, days).await?;
         println!("{deleted} hourly usage rows deleted");
         Ok(())

@@ -28,7 +28,6 @@ use crate::{
 pub struct UsageBatch {
     pub last_used: HashMap<Uuid, DateTime<Utc>>,
     pub usage: Vec<HourUsage>,
-    #[serde(default)]
     pub rate_limited: Vec<RateLimitedKey>,
 }
 
