@@ -40,6 +40,8 @@ import uuid
 
 from playwright.sync_api import Error as PlaywrightError, expect, sync_playwright
 
+import harness
+
 BINARY = sys.argv[1] if len(sys.argv) > 1 else "target/debug/authgate-cli"
 PORT = 3401
 RECEIVER_PORT = 3402
@@ -614,8 +616,7 @@ def main():
                         pass
             browser.close()
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        harness.stop(server)
         receiver.shutdown()
         if failed:
             print(open(os.path.join(work, "server.log")).read()[-3000:])

@@ -25,6 +25,8 @@ import urllib.error
 import urllib.request
 import uuid
 
+import harness
+
 BINARY = sys.argv[1] if len(sys.argv) > 1 else "target/debug/authgate-cli"
 DATABASE_URL = os.environ["DATABASE_URL"]
 PORT_A, PORT_B = 3101, 3102
@@ -186,8 +188,7 @@ def main():
                 failed += 1
     finally:
         for process in instances:
-            process.terminate()
-            process.wait(timeout=10)
+            harness.stop(process, grace=10)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -21,6 +21,8 @@ import time
 import urllib.error
 import urllib.request
 
+import harness
+
 
 def free_port():
     with socket.socket() as probe:
@@ -132,8 +134,7 @@ def main():
             assert health and health[0]["route"] == "/health", lines
             print(f"ok: access log line: {json.dumps(health[0])}")
         finally:
-            service.terminate()
-            service.wait(timeout=20)
+            harness.stop(service, grace=20)
     print("tls: all passed")
 
 
